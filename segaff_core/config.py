@@ -1,0 +1,104 @@
+"""Configuration dataclasses with the defaults of the seed's configuration tables.
+
+YAML files (``config/*.yaml``) override only what differs; LightningCLI fills these from them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+
+@dataclass
+class ModelParams:
+    """Architecture of the SegAffordance model.
+
+    ``clip_model`` names an open_clip model config (``RN50``); ``clip_config`` optionally overrides
+    parts of that config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``) to build a narrower variant.
+    ``clip_pretrain`` is OpenAI's ``RN50.pt`` (TorchScript) or a plain state dict; ``None`` = random weights.
+    """
+
+    clip_pretrain: Optional[str] = "pretrain/RN50.pt"
+    clip_model: str = "RN50"
+    clip_config: Optional[dict[str, Any]] = None
+    word_len: int = 77
+    use_depth: bool = True
+    use_cvae: bool = True
+    fpn_in: list[int] = field(default_factory=lambda: [512, 1024, 1024])
+    fpn_out: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    depth_channels: list[int] = field(default_factory=lambda: [128, 256])
+    vis_dim: int = 512
+    word_dim: int = 1024
+    num_layers: int = 3
+    num_head: int = 8
+    dim_ffn: int = 1024
+    dropout: float = 0.2
+    intermediate: bool = False
+    vae_latent_dim: int = 32
+    vae_hidden_dim: int = 256
+    trajectory_points: int = 20
+
+    @classmethod
+    def small(cls) -> "ModelParams":
+        """A narrow variant (a few M parameters) for tests and CPU training from scratch."""
+        return cls(
+            clip_pretrain=None,
+            clip_config={
+                "embed_dim": 256,
+                "vision_cfg": {"layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
+                "text_cfg": {"width": 128, "heads": 4, "layers": 2},
+            },
+            fpn_in=[256, 512, 256],
+            fpn_out=[64, 128, 256],
+            depth_channels=[32, 64],
+            vis_dim=128,
+            word_dim=256,
+            num_layers=1,
+            num_head=4,
+            dim_ffn=256,
+            dropout=0.1,
+            vae_latent_dim=16,
+            vae_hidden_dim=128,
+        )
+
+
+@dataclass
+class LossParams:
+    """Loss weights (seed defaults) and loss shape parameters."""
+
+    mask_weight: float = 0.5
+    point_map_weight: float = 1.0
+    coord_weight: float = 0.5
+    vae_weight: float = 0.5
+    motion_type_weight: float = 0.5
+    trajectory_weight: float = 0.5
+    geometric_weight: float = 0.5
+    origin_weight: float = 0.5
+    bce_weight: float = 0.5
+    dice_weight: float = 0.5
+    point_sigma: float = 8.0
+    vae_beta: float = 0.01
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class TestParams:
+    """Evaluation thresholds (seed defaults) and the two named origin criteria."""
+
+    test_iou_threshold: float = 0.5
+    test_motion_threshold_deg: float = 10.0
+    test_pred_threshold: float = 0.5
+    test_match_metric: Literal["mask", "bbox"] = "mask"
+    test_visualize_debug: bool = False
+    opd_origin_threshold: float = 0.25
+    seed_origin_threshold: float = 0.1
+
+
+@dataclass
+class OptimParams:
+    """AdamW with a multistep schedule; the CLIP backbone learns at ``lr * backbone_lr_multiplier``."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    backbone_lr_multiplier: float = 0.1
+    milestones: list[int] = field(default_factory=lambda: [35])
+    gamma: float = 0.1
