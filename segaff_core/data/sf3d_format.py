@@ -1,0 +1,182 @@
+"""The SceneFun3D processed format: an LMDB of JSON records (schema in docs/DESIGN.md), no pickle.
+
+``<root>/data.lmdb`` maps ``b"__metadata__"`` to ``{"format": "segaff-sf3d", "version": 1,
+"keys": [...], "splits": {name: [keys]}?}`` and each ``visit_id/video_id/timestamp/annot_id`` key to
+one record. Records are validated when written and when read; errors name the key and the field.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import lmdb
+import numpy as np
+
+from segaff_core.data.common import DatasetError
+
+FORMAT_NAME = "segaff-sf3d"
+FORMAT_VERSION = 1
+METADATA_KEY = b"__metadata__"
+MOTION_TYPES = {"trans": 0, "rot": 1}
+
+# Array fields and their shapes (None: any length >= 1).
+_ARRAY_FIELDS: dict[str, tuple[Optional[int], ...]] = {
+    "mask_coordinates_yx": (None, 2),
+    "motion_dir_camera_coords": (3,),
+    "motion_origin_camera_coords": (3,),
+    "motion_origin_pixel": (2,),
+    "intrinsics": (3, 3),
+    "extrinsics": (4, 4),
+    "image_size": (2,),
+    "trajectory_3d_camera_coords": (None, 3),
+}
+_OPTIONAL_ARRAY_FIELDS: dict[str, tuple[Optional[int], ...]] = {
+    "interaction_point_camera_coords": (3,),
+    "interaction_pixel": (2,),
+}
+_STRING_FIELDS = ("rgb_path", "depth_path", "description")
+_COMMIT_EVERY = 1000
+
+PathLike = Union[str, Path]
+
+
+def _check_array(value: Any, shape: tuple[Optional[int], ...], field: str, key: str) -> None:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise DatasetError(f"record {key!r}: field {field!r} is not a numeric array ({error})") from None
+    expected = tuple("N" if size is None else size for size in shape)
+    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+        raise DatasetError(f"record {key!r}: field {field!r} has shape {array.shape}, expected {expected}")
+    if array.size == 0 or not np.isfinite(array).all():
+        raise DatasetError(f"record {key!r}: field {field!r} is empty or holds non-finite values")
+
+
+def validate_record(record: Any, key: str) -> dict[str, Any]:
+    """``record`` itself when it follows the schema; DatasetError naming ``key`` and the field otherwise."""
+    if not isinstance(record, dict):
+        raise DatasetError(f"record {key!r}: expected a JSON object, got {type(record).__name__}")
+    for field in _STRING_FIELDS:
+        if not isinstance(record.get(field), str) or not record[field]:
+            raise DatasetError(f"record {key!r}: field {field!r} must be a non-empty string")
+    if record.get("motion_type") not in MOTION_TYPES:
+        raise DatasetError(
+            f"record {key!r}: field 'motion_type' must be one of {sorted(MOTION_TYPES)}, "
+            f"got {record.get('motion_type')!r}"
+        )
+    for field, shape in _ARRAY_FIELDS.items():
+        if field not in record:
+            raise DatasetError(f"record {key!r}: required field {field!r} is missing")
+        _check_array(record[field], shape, field, key)
+    for field, shape in _OPTIONAL_ARRAY_FIELDS.items():
+        if record.get(field) is not None:
+            _check_array(record[field], shape, field, key)
+    height, width = record["image_size"]
+    if int(height) != height or int(width) != width or height <= 0 or width <= 0:
+        raise DatasetError(f"record {key!r}: field 'image_size' must be two positive integers (H, W)")
+    return record
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode_record(record: dict[str, Any], key: str = "<new record>") -> bytes:
+    """UTF-8 JSON of a validated record (numpy arrays become lists); errors name ``key``."""
+    data = json.loads(json.dumps(record, default=_to_json))
+    validate_record(data, key)
+    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+
+def decode_record(data: bytes, key: str) -> dict[str, Any]:
+    """The record stored under ``key``; DatasetError naming ``key`` when it is corrupt or incomplete."""
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"record {key!r}: corrupt JSON ({error})") from None
+    return validate_record(record, key)
+
+
+def _check_splits(splits: Any, keys: set[str], where: str) -> None:
+    if not isinstance(splits, dict) or not all(
+        isinstance(members, list) and all(isinstance(k, str) for k in members) for members in splits.values()
+    ):
+        raise DatasetError(f"{where}: 'splits' must map split names to lists of keys")
+    for name, members in splits.items():
+        unknown = set(members) - keys
+        if unknown:
+            raise DatasetError(f"{where}: split {name!r} names {len(unknown)} unknown keys, e.g. {min(unknown)!r}")
+
+
+def write_lmdb(
+    path: PathLike,
+    records: Iterable[tuple[str, dict[str, Any]]],
+    metadata: Optional[dict[str, Any]] = None,
+    map_size: int = 1 << 40,
+) -> list[str]:
+    """Write ``records`` ((key, record) pairs) and the metadata to a new LMDB at ``path``; the keys.
+
+    ``metadata`` may add fields, e.g. ``splits``; ``format``, ``version`` and ``keys`` are set here.
+    ``map_size`` is the largest the database may grow (sparse on Linux).
+    """
+    keys: list[str] = []
+    seen: set[str] = set()
+    env = lmdb.open(str(path), map_size=map_size, subdir=True)
+    try:
+        txn = env.begin(write=True)
+        try:
+            for key, record in records:
+                if not key or key == METADATA_KEY.decode() or key in seen:
+                    raise ValueError(f"record key {key!r} is empty, reserved or repeated")
+                txn.put(key.encode("utf-8"), encode_record(record, key))
+                keys.append(key)
+                seen.add(key)
+                if len(keys) % _COMMIT_EVERY == 0:  # bounded write transactions for large sets
+                    txn.commit()
+                    txn = env.begin(write=True)
+            header = {**(metadata or {}), "format": FORMAT_NAME, "version": FORMAT_VERSION, "keys": keys}
+            _check_splits(header.get("splits", {}), seen, str(path))
+            txn.put(METADATA_KEY, json.dumps(header).encode("utf-8"))
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+    finally:
+        env.close()
+    return keys
+
+
+def open_lmdb(path: PathLike) -> lmdb.Environment:
+    """``path`` opened read-only for many readers: no lock file, no readahead."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"SceneFun3D LMDB not found: {path}")
+    return lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+
+
+def read_metadata(path: PathLike) -> dict[str, Any]:
+    """The validated metadata of the LMDB at ``path``."""
+    env = open_lmdb(path)
+    try:
+        with env.begin() as txn:
+            data = txn.get(METADATA_KEY)
+    finally:
+        env.close()
+    if data is None:
+        raise DatasetError(f"{path}: no {METADATA_KEY.decode()} record")
+    try:
+        metadata = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: corrupt {METADATA_KEY.decode()} record ({error})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        raise DatasetError(f"{path}: not a {FORMAT_NAME} database")
+    if metadata.get("version") != FORMAT_VERSION:
+        raise DatasetError(f"{path}: format version {metadata.get('version')!r}, this reader knows {FORMAT_VERSION}")
+    keys = metadata.get("keys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise DatasetError(f"{path}: metadata 'keys' must be a list of strings")
+    _check_splits(metadata.get("splits", {}), set(keys), str(path))
+    return metadata

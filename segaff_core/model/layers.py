@@ -1,0 +1,334 @@
+"""Reusable layers: depth encoder, CRIS's multi-modal FPN, transformer decoder and projector, motion heads."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def conv_bn_relu(in_dim: int, out_dim: int, kernel_size: int = 1, stride: int = 1) -> nn.Sequential:
+    """Conv (same padding, no bias) -> BatchNorm -> ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_dim, out_dim, kernel_size, stride, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_dim),
+        nn.ReLU(inplace=True),
+    )
+
+
+def linear_ln_relu(in_dim: int, out_dim: int, bias: bool = True) -> nn.Sequential:
+    """Linear -> LayerNorm -> ReLU (LayerNorm rather than BatchNorm1d so a batch of one trains)."""
+    return nn.Sequential(nn.Linear(in_dim, out_dim, bias=bias), nn.LayerNorm(out_dim), nn.ReLU(inplace=True))
+
+
+class CoordConv(nn.Module):
+    """conv_bn_relu over the input with two extra channels: x and y in [-1, 1]."""
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.conv = conv_bn_relu(in_dim + 2, out_dim, kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, _, height, width = x.shape
+        ys = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (h, w) each
+        coords = torch.stack([grid_x, grid_y]).expand(batch, -1, -1, -1)  # (B, 2, h, w)
+        return self.conv(torch.cat([x, coords], dim=1))
+
+
+class DepthEncoder(nn.Module):
+    """Depth in metres ``(B, 1, H, W)`` (0, NaN, inf invalid) -> ``(B, c8, H/8, W/8)``, ``(B, c16, H/16, W/16)``.
+
+    The input is two channels: depth clipped to ``max_depth_m`` and scaled to [0, 1], and the validity mask.
+    """
+
+    def __init__(self, channels: Sequence[int] = (128, 256), max_depth_m: float = 10.0) -> None:
+        super().__init__()
+        c8, c16 = channels
+        self.max_depth_m = max_depth_m
+        self.stem = nn.Sequential(conv_bn_relu(2, c8 // 4, 3, 2), conv_bn_relu(c8 // 4, c8 // 4, 3))  # H/2
+        self.down4 = conv_bn_relu(c8 // 4, c8 // 2, 3, 2)  # H/4
+        self.down8 = nn.Sequential(conv_bn_relu(c8 // 2, c8, 3, 2), conv_bn_relu(c8, c8, 3))  # H/8
+        self.down16 = nn.Sequential(conv_bn_relu(c8, c16, 3, 2), conv_bn_relu(c16, c16, 3))  # H/16
+
+    def forward(self, depth_m: Tensor) -> tuple[Tensor, Tensor]:
+        valid = torch.isfinite(depth_m) & (depth_m > 0)  # (B, 1, H, W)
+        depth = torch.where(valid, depth_m, torch.zeros_like(depth_m)).clamp(max=self.max_depth_m)
+        x = torch.cat([depth / self.max_depth_m, valid.to(depth.dtype)], dim=1)  # (B, 2, H, W)
+        x = self.down4(self.stem(x))  # (B, c8/2, H/4, W/4)
+        feat_8 = self.down8(x)  # (B, c8, H/8, W/8)
+        feat_16 = self.down16(feat_8)  # (B, c16, H/16, W/16)
+        return feat_8, feat_16
+
+
+class FPN(nn.Module):
+    """CRIS's multi-modal FPN: the sentence state gates the top level, then top-down fusion and CoordConv.
+
+    Inputs ``v2 (B, in[0], H/8)``, ``v3 (B, in[1], H/16)``, ``v4 (B, in[2], H/32)`` and
+    ``state (B, state_dim)``; output ``(B, out[1], H/16, W/16)``.
+    """
+
+    def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int], state_dim: int) -> None:
+        super().__init__()
+        in2, in3, in4 = in_channels
+        out2, out3, out4 = out_channels
+        self.txt_proj = linear_ln_relu(state_dim, out4, bias=False)
+        # fusion 1: v4 gated by the text -> f4 (B, out4, H/32)
+        self.f1_v_proj = conv_bn_relu(in4, out4, 1)
+        self.norm_layer = nn.Sequential(nn.BatchNorm2d(out4), nn.ReLU(inplace=True))
+        # fusion 2: v3 & up(f4) -> f3 (B, out3, H/16)
+        self.f2_v_proj = conv_bn_relu(in3, out3, 3)
+        self.f2_cat = conv_bn_relu(out4 + out3, out3, 1)
+        # fusion 3: down(v2) & f3 -> f2 (B, out3, H/16)
+        self.f3_v_proj = conv_bn_relu(in2, out2, 3)
+        self.f3_cat = conv_bn_relu(out2 + out3, out3, 1)
+        # fusion 4: the three levels at H/16 -> aggregate
+        self.f4_proj5 = conv_bn_relu(out4, out3, 3)
+        self.f4_proj4 = conv_bn_relu(out3, out3, 3)
+        self.f4_proj3 = conv_bn_relu(out3, out3, 3)
+        self.aggr = conv_bn_relu(3 * out3, out3, 1)
+        self.coordconv = nn.Sequential(CoordConv(out3, out3, 3), conv_bn_relu(out3, out3, 3))
+
+    def forward(self, features: tuple[Tensor, Tensor, Tensor], state: Tensor) -> Tensor:
+        v2, v3, v4 = features
+        gate = self.txt_proj(state)[:, :, None, None]  # (B, out4, 1, 1)
+        f4 = self.norm_layer(self.f1_v_proj(v4) * gate)  # (B, out4, H/32, W/32)
+        f4_up = F.interpolate(f4, scale_factor=2, mode="bilinear", align_corners=False)  # (B, out4, H/16)
+        f3 = self.f2_cat(torch.cat([self.f2_v_proj(v3), f4_up], dim=1))  # (B, out3, H/16, W/16)
+        f2 = F.avg_pool2d(self.f3_v_proj(v2), 2, 2)  # (B, out2, H/16, W/16)
+        f2 = self.f3_cat(torch.cat([f2, f3], dim=1))  # (B, out3, H/16, W/16)
+        q4 = F.interpolate(self.f4_proj5(f4), scale_factor=2, mode="bilinear", align_corners=False)
+        fused = torch.cat([self.f4_proj3(f2), self.f4_proj4(f3), q4], dim=1)  # (B, 3*out3, H/16, W/16)
+        return self.coordconv(self.aggr(fused))  # (B, out3, H/16, W/16)
+
+
+def sine_position_1d(d_model: int, length: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Sinusoidal encoding ``(length, d_model)``."""
+    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]  # (L, 1)
+    div = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model, device=device)
+    pe[:, 0::2] = torch.sin(position * div)
+    pe[:, 1::2] = torch.cos(position * div)
+    return pe.to(dtype)
+
+
+def sine_position_2d(d_model: int, height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """2D sinusoidal encoding ``(height*width, d_model)``: first half encodes the column, second the row."""
+    if d_model % 4:
+        raise ValueError(f"2D positional encoding needs d_model divisible by 4, got {d_model}")
+    half = d_model // 2
+    pe_x = sine_position_1d(half, width, device, dtype)  # (w, d/2)
+    pe_y = sine_position_1d(half, height, device, dtype)  # (h, d/2)
+    pe = torch.cat([pe_x[None].expand(height, -1, -1), pe_y[:, None].expand(-1, width, -1)], dim=-1)
+    return pe.reshape(height * width, d_model)  # row-major, like a flattened (h, w) map
+
+
+class TransformerDecoderLayer(nn.Module):
+    """CRIS decoder layer (pre-norm): self-attention over pixels, cross-attention to words, FFN."""
+
+    def __init__(self, d_model: int, word_width: int, num_head: int, dim_ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, num_head, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(
+            d_model, num_head, dropout=dropout, kdim=word_width, vdim=word_width, batch_first=True
+        )
+        self.self_attn_norm = nn.LayerNorm(d_model)
+        self.cross_attn_norm = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, dim_ffn),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.LayerNorm(dim_ffn),
+            nn.Linear(dim_ffn, d_model),
+        )
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+
+    def forward(self, vis: Tensor, words: Tensor, vis_pos: Tensor, word_pos: Tensor, padding_mask: Tensor) -> Tensor:
+        """``vis (B, N, D)``, ``words (B, L, C)``, positions broadcastable, ``padding_mask (B, L)``."""
+        x = self.norm1(vis)
+        q = k = x + vis_pos
+        x = self.self_attn(q, k, value=x, need_weights=False)[0]  # (B, N, D)
+        vis = vis + self.dropout1(self.self_attn_norm(x))
+        x = self.norm2(vis)
+        x = self.cross_attn(
+            query=x + vis_pos, key=words + word_pos, value=words, key_padding_mask=padding_mask, need_weights=False
+        )[0]  # (B, N, D)
+        vis = vis + self.dropout2(self.cross_attn_norm(x))
+        return vis + self.dropout3(self.ffn(self.norm3(vis)))
+
+
+class TransformerDecoder(nn.Module):
+    """Stack of :class:`TransformerDecoderLayer` with sine positions: ``(B, D, h, w)`` -> ``(B, D, h, w)``."""
+
+    def __init__(
+        self, num_layers: int, d_model: int, word_width: int, num_head: int, dim_ffn: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerDecoderLayer(d_model, word_width, num_head, dim_ffn, dropout) for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, vis: Tensor, words: Tensor, padding_mask: Tensor) -> Tensor:
+        batch, channels, height, width = vis.shape
+        vis_pos = sine_position_2d(channels, height, width, vis.device, vis.dtype)[None]  # (1, h*w, D)
+        word_pos = sine_position_1d(words.shape[-1], words.shape[1], words.device, words.dtype)[None]  # (1, L, C)
+        x = vis.flatten(2).transpose(1, 2)  # (B, h*w, D)
+        for layer in self.layers:
+            x = layer(x, words, vis_pos, word_pos, padding_mask)  # (B, h*w, D)
+        return self.norm(x).transpose(1, 2).reshape(batch, channels, height, width)  # (B, D, h, w)
+
+
+class Projector(nn.Module):
+    """The seed's Projector_Mult: upsample x4, then dynamic 3x3 kernels from the sentence state give maps.
+
+    ``x (B, 2*in_dim, H/16, W/16)``, ``state (B, state_dim)`` -> ``(B, num_maps, H/4, W/4)``.
+    """
+
+    def __init__(self, state_dim: int, in_dim: int, kernel_size: int = 3, num_maps: int = 2) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.kernel_size = kernel_size
+        self.num_maps = num_maps
+        self.vis = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            conv_bn_relu(in_dim * 2, in_dim * 2, 3),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            conv_bn_relu(in_dim * 2, in_dim, 3),
+            nn.Conv2d(in_dim, in_dim, 1),
+        )
+        self.txt = nn.Linear(state_dim, num_maps * (in_dim * kernel_size * kernel_size + 1))
+
+    def forward(self, x: Tensor, state: Tensor) -> Tensor:
+        x = self.vis(x)  # (B, C, H/4, W/4)
+        batch, channels, height, width = x.shape
+        params = self.txt(state).reshape(batch * self.num_maps, -1)  # (B*M, C*k*k + 1)
+        weight = params[:, :-1].reshape(batch * self.num_maps, channels, self.kernel_size, self.kernel_size)
+        bias = params[:, -1]  # (B*M,)
+        # One group per sample: (1, B*C, h, w) * (B*M, C, k, k) -> (1, B*M, h, w)
+        out = F.conv2d(
+            x.reshape(1, batch * channels, height, width), weight, bias, padding=self.kernel_size // 2, groups=batch
+        )
+        return out.reshape(batch, self.num_maps, height, width)
+
+
+def soft_argmax(logits: Tensor) -> Tensor:
+    """Expected pixel-centre position of ``softmax(logits (B, 1, h, w))`` -> ``(B, 2)`` (x = column, y = row) in [0, 1]."""
+    batch, _, height, width = logits.shape
+    prob = logits.flatten(1).softmax(dim=-1).reshape(batch, height, width)
+    xs = (torch.arange(width, device=logits.device, dtype=prob.dtype) + 0.5) / width  # (w,)
+    ys = (torch.arange(height, device=logits.device, dtype=prob.dtype) + 0.5) / height  # (h,)
+    x = (prob.sum(dim=1) * xs).sum(dim=-1)  # (B,)
+    y = (prob.sum(dim=2) * ys).sum(dim=-1)  # (B,)
+    return torch.stack([x, y], dim=-1)
+
+
+class MotionHeads(nn.Module):
+    """Hidden motion feature ``(..., hidden)`` -> unit ``axis (..., 3)``, ``motion_type_logits (..., 2)``,
+    ``origin_offset (..., 3)`` metres."""
+
+    def __init__(self, hidden_dim: int) -> None:
+        super().__init__()
+        self.axis = nn.Linear(hidden_dim, 3)
+        self.motion_type = nn.Linear(hidden_dim, 2)
+        self.origin_offset = nn.Linear(hidden_dim, 3)
+
+    def forward(self, hidden: Tensor) -> dict[str, Tensor]:
+        return {
+            "axis": F.normalize(self.axis(hidden), dim=-1, eps=1e-6),
+            "motion_type_logits": self.motion_type(hidden),
+            "origin_offset": self.origin_offset(hidden),
+        }
+
+
+class MotionMLP(nn.Module):
+    """Deterministic motion head: condition ``(B, cond_dim)`` -> :class:`MotionHeads` outputs."""
+
+    def __init__(self, cond_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            linear_ln_relu(cond_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True)
+        )
+        self.heads = MotionHeads(hidden_dim)
+
+    def forward(
+        self, condition: Tensor, axis: Optional[Tensor] = None, motion_type: Optional[Tensor] = None
+    ) -> dict[str, Tensor]:
+        """``axis`` and ``motion_type`` (ground truth) are accepted for a common signature and unused."""
+        return self.heads(self.net(condition))
+
+
+class MotionVAE(nn.Module):
+    """Conditional VAE over the motion (axis, type) with a standard normal prior.
+
+    With ground truth (``axis (B, 3)``, ``motion_type (B,)``) the encoder gives ``vae_mu``, ``vae_logvar``
+    and z is drawn from the posterior (its mean in eval mode); without it z = 0, the prior mean, so
+    inference is deterministic. :meth:`sample` draws z from the prior instead.
+    """
+
+    def __init__(self, cond_dim: int, hidden_dim: int, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.condition = linear_ln_relu(cond_dim, hidden_dim)
+        self.encoder = nn.Sequential(
+            nn.Linear(hidden_dim + 3 + 2, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, 2 * latent_dim)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(hidden_dim + latent_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+        )
+        self.heads = MotionHeads(hidden_dim)
+
+    def _decode(self, hidden: Tensor, z: Tensor) -> dict[str, Tensor]:
+        return self.heads(self.decoder(torch.cat([hidden, z], dim=-1)))
+
+    def forward(
+        self, condition: Tensor, axis: Optional[Tensor] = None, motion_type: Optional[Tensor] = None
+    ) -> dict[str, Tensor]:
+        hidden = self.condition(condition)  # (B, hidden)
+        if axis is None or motion_type is None:
+            z = hidden.new_zeros(hidden.shape[0], self.latent_dim)  # prior mean
+            return self._decode(hidden, z)
+        motion = torch.cat([axis.to(hidden.dtype), F.one_hot(motion_type.long(), 2).to(hidden.dtype)], dim=-1)
+        mu, logvar = self.encoder(torch.cat([hidden, motion], dim=-1)).chunk(2, dim=-1)  # (B, latent) each
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return {**self._decode(hidden, z), "vae_mu": mu, "vae_logvar": logvar}
+
+    def sample(self, condition: Tensor, num_samples: int, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+        """``num_samples`` prior draws -> each output with a leading sample axis ``(K, B, ...)``."""
+        hidden = self.condition(condition)  # (B, hidden)
+        z = torch.randn(
+            num_samples, *hidden.shape[:-1], self.latent_dim, device=hidden.device, dtype=hidden.dtype,
+            generator=generator,
+        )  # (K, B, latent)
+        return self._decode(hidden.expand(num_samples, -1, -1), z)
+
+
+class TrajectoryMLP(nn.Module):
+    """Condition + motion -> ``(..., num_points, 3)`` metres relative to the first point (first row 0)."""
+
+    def __init__(self, cond_dim: int, hidden_dim: int, num_points: int) -> None:
+        super().__init__()
+        self.num_points = num_points
+        self.net = nn.Sequential(
+            linear_ln_relu(cond_dim + 3 + 2 + 3, hidden_dim),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, (num_points - 1) * 3),
+        )
+
+    def forward(self, condition: Tensor, axis: Tensor, motion_type_logits: Tensor, origin_offset: Tensor) -> Tensor:
+        x = torch.cat([condition, axis, motion_type_logits.softmax(dim=-1), origin_offset], dim=-1)
+        steps = self.net(x).unflatten(-1, (self.num_points - 1, 3))  # (..., T-1, 3)
+        return torch.cat([steps.new_zeros(*steps.shape[:-2], 1, 3), steps], dim=-2)  # (..., T, 3)

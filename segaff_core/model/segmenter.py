@@ -1,0 +1,191 @@
+"""SegAffordanceModel: CLIP backbone + depth encoder + multi-modal FPN + decoder + mask/point/motion heads."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segaff_core.config import ModelParams
+from segaff_core.model.backbone import CLIPBackbone, TextFeatures
+from segaff_core.model.layers import (
+    FPN,
+    DepthEncoder,
+    MotionMLP,
+    MotionVAE,
+    Projector,
+    TrajectoryMLP,
+    TransformerDecoder,
+    soft_argmax,
+)
+
+FREEZABLE_PARTS = ("backbone", "depth_encoder", "neck", "decoder", "projector", "motion_head", "trajectory_head")
+
+
+def masked_average(features: Tensor, mask: Tensor) -> Tensor:
+    """Average of ``features (B, C, h, w)`` weighted by ``mask (B, 1, H, W)`` in [0, 1] (area-resized) -> ``(B, C)``."""
+    weights = F.adaptive_avg_pool2d(mask.to(features.dtype), features.shape[-2:])  # (B, 1, h, w)
+    return (features * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp_min(1e-6)
+
+
+@dataclass
+class _SharedFeatures:
+    """Everything the motion and trajectory heads need, computed once per forward."""
+
+    outputs: dict[str, Tensor]  # mask_logits, point_logits, point_xy
+    condition: Tensor  # (B, cond_dim)
+
+
+class SegAffordanceModel(nn.Module):
+    """Image + depth + text -> part mask, interaction point, motion (axis, type, origin) and trajectory.
+
+    Submodules ``backbone``, ``depth_encoder`` (None without depth), ``neck``, ``decoder``, ``projector``,
+    ``motion_head`` and ``trajectory_head`` can be frozen by name with :meth:`freeze`.
+    """
+
+    def __init__(self, params: ModelParams) -> None:
+        super().__init__()
+        self.params = params
+        self.backbone = CLIPBackbone(params.clip_model, params.clip_config)
+        channels = self.backbone.image_channels
+        if tuple(params.fpn_in) != channels:
+            raise ValueError(f"fpn_in {list(params.fpn_in)} must equal the CLIP image channels {list(channels)}")
+        if params.word_dim != self.backbone.embed_dim:
+            raise ValueError(f"word_dim {params.word_dim} must equal the CLIP embed_dim {self.backbone.embed_dim}")
+        if params.fpn_out[1] != params.vis_dim:
+            raise ValueError(f"fpn_out[1] {params.fpn_out[1]} must equal vis_dim {params.vis_dim}")
+        depth_channels = list(params.depth_channels) if params.use_depth else [0, 0]
+        self.depth_encoder = DepthEncoder(params.depth_channels) if params.use_depth else None
+        self.neck = FPN(
+            in_channels=[params.fpn_in[0] + depth_channels[0], params.fpn_in[1] + depth_channels[1], params.fpn_in[2]],
+            out_channels=params.fpn_out,
+            state_dim=params.word_dim,
+        )
+        self.decoder = TransformerDecoder(
+            params.num_layers, params.vis_dim, self.backbone.text_width, params.num_head, params.dim_ffn, params.dropout
+        )
+        self.projector = Projector(params.word_dim, params.vis_dim // 2, kernel_size=3, num_maps=2)
+        # condition: mask-pooled decoder features, pooled v4, sentence state, point_xy
+        cond_dim = params.vis_dim + channels[2] + params.word_dim + 2
+        self.motion_head: Union[MotionVAE, MotionMLP] = (
+            MotionVAE(cond_dim, params.vae_hidden_dim, params.vae_latent_dim)
+            if params.use_cvae
+            else MotionMLP(cond_dim, params.vae_hidden_dim)
+        )
+        self.trajectory_head = TrajectoryMLP(cond_dim, params.vae_hidden_dim, params.trajectory_points)
+        self._frozen: set[str] = set()
+
+    def freeze(self, parts: Iterable[str]) -> None:
+        """Stop gradients into the named submodules and keep them in eval mode (BatchNorm statistics fixed)."""
+        for name in parts:
+            if name not in FREEZABLE_PARTS:
+                raise ValueError(f"unknown model part {name!r}; choose from {', '.join(FREEZABLE_PARTS)}")
+            module = getattr(self, name)
+            if module is None:
+                continue
+            module.requires_grad_(False)
+            self._frozen.add(name)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "SegAffordanceModel":
+        super().train(mode)
+        for name in self._frozen:
+            getattr(self, name).eval()
+        return self
+
+    def encode_text(self, text: Tensor) -> TextFeatures:
+        """``text (B, L)`` long tokens -> :class:`TextFeatures` (cacheable per instruction)."""
+        return self.backbone.encode_text(text)
+
+    def _shared(
+        self, image: Tensor, depth: Tensor, text_features: TextFeatures, gt_mask: Optional[Tensor]
+    ) -> _SharedFeatures:
+        height, width = image.shape[-2:]
+        if height % 32 or width % 32:
+            raise ValueError(f"image height and width must be multiples of 32, got {height}x{width}")
+        state = text_features.state  # (B, word_dim)
+        v2, v3, v4 = self.backbone.encode_image(image)  # (B,C2,H/8,W/8), (B,C3,H/16,W/16), (B,C4,H/32,W/32)
+        if self.depth_encoder is not None:
+            depth_8, depth_16 = self.depth_encoder(depth)  # (B,d0,H/8,W/8), (B,d1,H/16,W/16)
+            v2 = torch.cat([v2, depth_8], dim=1)  # (B, C2+d0, H/8, W/8)
+            v3 = torch.cat([v3, depth_16], dim=1)  # (B, C3+d1, H/16, W/16)
+        fused = self.neck((v2, v3, v4), state)  # (B, vis_dim, H/16, W/16)
+        fused = self.decoder(fused, text_features.words, text_features.padding_mask)  # (B, vis_dim, H/16, W/16)
+        maps = self.projector(fused, state)  # (B, 2, H/4, W/4)
+        mask_logits, point_logits = maps[:, :1], maps[:, 1:]  # (B, 1, H/4, W/4) each
+        point_xy = soft_argmax(point_logits)  # (B, 2) in [0, 1]
+        # Motion condition; predictions enter detached so motion losses do not reshape the mask/point maps.
+        pool_mask = gt_mask if gt_mask is not None else mask_logits.detach().sigmoid()
+        condition = torch.cat(
+            [masked_average(fused, pool_mask), v4.mean(dim=(2, 3)), state, point_xy.detach()], dim=-1
+        )  # (B, vis_dim + C4 + word_dim + 2)
+        outputs = {"mask_logits": mask_logits, "point_logits": point_logits, "point_xy": point_xy}
+        return _SharedFeatures(outputs=outputs, condition=condition)
+
+    def forward_with_text(
+        self,
+        image: Tensor,
+        depth: Tensor,
+        text_features: TextFeatures,
+        targets: Optional[Mapping[str, Tensor]] = None,
+    ) -> dict[str, Tensor]:
+        """Forward with pre-computed text features; see :meth:`forward` for inputs and outputs."""
+        targets = targets or {}
+        shared = self._shared(image, depth, text_features, targets.get("mask"))
+        motion = self.motion_head(shared.condition, targets.get("axis"), targets.get("motion_type"))
+        trajectory = self.trajectory_head(
+            shared.condition, motion["axis"], motion["motion_type_logits"], motion["origin_offset"]
+        )  # (B, T, 3)
+        return {**shared.outputs, **motion, "trajectory": trajectory}
+
+    def forward(
+        self, image: Tensor, depth: Tensor, text: Tensor, targets: Optional[Mapping[str, Tensor]] = None
+    ) -> dict[str, Tensor]:
+        """``image (B,3,H,W)`` CLIP-normalised, ``depth (B,1,H,W)`` metres (0 invalid), ``text (B,L)`` tokens.
+
+        ``targets`` (training) may hold ``mask (B,1,H,W)`` (pools the motion condition instead of the
+        predicted mask) and ``axis (B,3)`` + ``motion_type (B,)`` (CVAE posterior). Returns
+        ``mask_logits``, ``point_logits (B,1,H/4,W/4)``, ``point_xy (B,2)`` in [0,1], ``axis (B,3)`` unit,
+        ``motion_type_logits (B,2)``, ``origin_offset (B,3)`` m, ``trajectory (B,T,3)`` m (first row 0),
+        and ``vae_mu``, ``vae_logvar (B,latent)`` when the CVAE posterior was used.
+        """
+        return self.forward_with_text(image, depth, self.encode_text(text), targets)
+
+    def sample_motion(
+        self,
+        image: Tensor,
+        depth: Tensor,
+        text: Union[Tensor, TextFeatures],
+        num_samples: int = 16,
+        generator: Optional[torch.Generator] = None,
+    ) -> dict[str, Tensor]:
+        """Draw ``num_samples`` latents from the CVAE prior and summarise the motion they decode to.
+
+        Returns the mask/point outputs plus ``axis (B,3)`` (normalised mean), ``axis_spread_deg (B,)``
+        (mean angle of the samples to it), ``motion_type_prob (B,2)`` (mean), ``origin_offset`` and
+        ``origin_offset_std (B,3)``, ``trajectory`` and ``trajectory_std (B,T,3)``.
+        """
+        if not isinstance(self.motion_head, MotionVAE):
+            raise RuntimeError("sample_motion needs the CVAE motion head (ModelParams.use_cvae=True)")
+        text_features = text if isinstance(text, TextFeatures) else self.encode_text(text)
+        shared = self._shared(image, depth, text_features, None)
+        samples = self.motion_head.sample(shared.condition, num_samples, generator)  # each (K, B, ...)
+        condition = shared.condition.expand(num_samples, -1, -1)  # (K, B, cond_dim)
+        trajectories = self.trajectory_head(
+            condition, samples["axis"], samples["motion_type_logits"], samples["origin_offset"]
+        )  # (K, B, T, 3)
+        axis = F.normalize(samples["axis"].mean(dim=0), dim=-1, eps=1e-6)  # (B, 3)
+        cosine = (samples["axis"] * axis).sum(dim=-1).clamp(-1.0, 1.0)  # (K, B)
+        return {
+            **shared.outputs,
+            "axis": axis,
+            "axis_spread_deg": torch.rad2deg(torch.acos(cosine)).mean(dim=0),
+            "motion_type_prob": samples["motion_type_logits"].softmax(dim=-1).mean(dim=0),
+            "origin_offset": samples["origin_offset"].mean(dim=0),
+            "origin_offset_std": samples["origin_offset"].std(dim=0, unbiased=False),
+            "trajectory": trajectories.mean(dim=0),
+            "trajectory_std": trajectories.std(dim=0, unbiased=False),
+        }

@@ -1,0 +1,197 @@
+"""SegAffordanceModel: output contract, parameter count, gradients, freezing, determinism, text caching."""
+import dataclasses
+
+import pytest
+import torch
+
+from segaff_core.config import ModelParams
+from segaff_core.model import SegAffordanceModel, TextFeatures, build_model
+from segaff_core.model.layers import DepthEncoder, soft_argmax
+from segaff_core.text import tokenize
+
+TEXTS = ["open the top drawer", "pull the fridge door", "rotate the oven knob", "lift the toilet lid"]
+SEED_PARAMETER_COUNT = 150.3e6
+
+
+def _inputs(batch: int, height: int, width: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.randn(batch, 3, height, width, generator=generator)
+    depth = torch.rand(batch, 1, height, width, generator=generator) * 3.0
+    depth[:, :, : height // 8] = 0.0  # an invalid band
+    return image, depth, tokenize(TEXTS[:batch])
+
+
+def _targets(batch: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    mask = torch.zeros(batch, 1, height, width)
+    mask[:, :, height // 4 : height // 2, width // 4 : width // 2] = 1.0
+    axis = torch.nn.functional.normalize(torch.randn(batch, 3), dim=-1)
+    return {"mask": mask, "axis": axis, "motion_type": torch.arange(batch) % 2}
+
+
+def _small_model(**overrides) -> SegAffordanceModel:
+    torch.manual_seed(0)
+    return build_model(dataclasses.replace(ModelParams.small(), **overrides))
+
+
+@pytest.fixture(scope="module")
+def small_model() -> SegAffordanceModel:
+    return _small_model().eval()
+
+
+@pytest.mark.parametrize("batch,height,width", [(1, 256, 256), (4, 256, 256), (1, 256, 192), (4, 256, 192), (1, 416, 416)])
+def test_output_contract(small_model, batch, height, width):
+    image, depth, text = _inputs(batch, height, width)
+    with torch.inference_mode():
+        out = small_model(image, depth, text)
+    expected = {
+        "mask_logits": (batch, 1, height // 4, width // 4),
+        "point_logits": (batch, 1, height // 4, width // 4),
+        "point_xy": (batch, 2),
+        "axis": (batch, 3),
+        "motion_type_logits": (batch, 2),
+        "origin_offset": (batch, 3),
+        "trajectory": (batch, 20, 3),
+    }
+    assert {k: tuple(v.shape) for k, v in out.items()} == expected  # no vae_* without targets
+    for value in out.values():
+        assert value.dtype == torch.float32 and torch.isfinite(value).all()
+    torch.testing.assert_close(out["axis"].norm(dim=-1), torch.ones(batch))
+    assert ((out["point_xy"] >= 0) & (out["point_xy"] <= 1)).all()
+    assert torch.equal(out["trajectory"][:, 0], torch.zeros(batch, 3))
+
+
+def test_cvae_outputs_with_targets():
+    model = _small_model().train()
+    image, depth, text = _inputs(2, 256, 192)
+    out = model(image, depth, text, targets=_targets(2, 256, 192))
+    latent = ModelParams.small().vae_latent_dim
+    assert out["vae_mu"].shape == (2, latent) and out["vae_logvar"].shape == (2, latent)
+
+
+def test_default_parameter_count():
+    model = build_model(ModelParams(clip_pretrain=None))
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count - SEED_PARAMETER_COUNT) / SEED_PARAMETER_COUNT < 0.02, count
+
+
+def test_small_config_is_small(small_model):
+    assert sum(p.numel() for p in small_model.parameters()) < 8e6
+
+
+def test_gradients_reach_every_parameter():
+    model = _small_model().train()
+    image, depth, text = _inputs(2, 256, 192)
+    out = model(image, depth, text, targets=_targets(2, 256, 192))
+    assert "vae_mu" in out
+    sum(value.sum() for value in out.values()).backward()
+    no_grad = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, no_grad
+    assert model.motion_head.encoder[0].weight.grad.abs().sum() > 0  # the CVAE posterior was used
+
+
+def test_frozen_parts_get_no_gradient():
+    model = _small_model()
+    frozen = ("backbone", "depth_encoder", "neck")
+    model.freeze(frozen)
+    model.train()
+    assert all(not getattr(model, name).training for name in frozen)  # BatchNorm statistics stay fixed
+    assert model.decoder.training
+    image, depth, text = _inputs(2, 256, 256)
+    out = model(image, depth, text, targets=_targets(2, 256, 256))
+    sum(value.sum() for value in out.values()).backward()
+    for name, param in model.named_parameters():
+        if name.split(".")[0] in frozen:
+            assert not param.requires_grad and param.grad is None, name
+        else:
+            assert param.requires_grad and param.grad is not None, name
+    with pytest.raises(ValueError, match="unknown model part"):
+        model.freeze(["head"])
+
+
+def test_eval_is_deterministic_and_text_can_be_cached(small_model):
+    image, depth, text = _inputs(2, 256, 192)
+    with torch.inference_mode():
+        first = small_model(image, depth, text)
+        second = small_model(image, depth, text)
+        features = small_model.encode_text(text)
+        cached = small_model.forward_with_text(image, depth, features)
+    assert isinstance(features, TextFeatures)
+    assert features.words.shape == (2, 77, small_model.backbone.text_width)
+    assert features.state.shape == (2, ModelParams.small().word_dim)
+    assert torch.equal(features.padding_mask, text == 0)
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+        assert torch.equal(first[key], cached[key]), key
+
+
+def test_samples_do_not_mix_across_the_batch(small_model):
+    image, depth, text = _inputs(3, 256, 192)
+    with torch.inference_mode():
+        batched = small_model(image, depth, text)
+        single = small_model(image[1:2], depth[1:2], text[1:2])
+    for key, value in single.items():
+        torch.testing.assert_close(batched[key][1:2], value, atol=1e-4, rtol=1e-4)
+
+
+def test_cvae_posterior_changes_motion(small_model):
+    image, depth, text = _inputs(2, 256, 256)
+    targets = _targets(2, 256, 256)
+    with torch.inference_mode():
+        prior = small_model(image, depth, text)
+        posterior = small_model(image, depth, text, targets={"axis": targets["axis"], "motion_type": targets["motion_type"]})
+    assert not torch.equal(prior["axis"], posterior["axis"])
+    assert torch.equal(prior["mask_logits"], posterior["mask_logits"])
+
+
+def test_sample_motion(small_model):
+    image, depth, text = _inputs(2, 256, 192)
+    with torch.inference_mode():
+        summary = small_model.sample_motion(image, depth, text, num_samples=8, generator=torch.Generator().manual_seed(1))
+        again = small_model.sample_motion(
+            image, depth, small_model.encode_text(text), num_samples=8, generator=torch.Generator().manual_seed(1)
+        )
+    assert summary["axis"].shape == (2, 3) and summary["axis_spread_deg"].shape == (2,)
+    assert (summary["axis_spread_deg"] > 0).all()
+    torch.testing.assert_close(summary["motion_type_prob"].sum(dim=-1), torch.ones(2))
+    assert summary["origin_offset_std"].shape == (2, 3)
+    assert summary["trajectory"].shape == (2, 20, 3) and torch.equal(summary["trajectory"][:, 0], torch.zeros(2, 3))
+    for key in summary:
+        assert torch.equal(summary[key], again[key]), key
+
+
+def test_mlp_head_without_depth():
+    model = _small_model(use_depth=False, use_cvae=False).eval()
+    assert model.depth_encoder is None
+    image, depth, text = _inputs(2, 256, 256)
+    with torch.inference_mode():
+        out = model(image, depth, text)
+    assert out["axis"].shape == (2, 3) and "vae_mu" not in out
+    with pytest.raises(RuntimeError, match="use_cvae"):
+        model.sample_motion(image, depth, text)
+    model.freeze(["backbone", "depth_encoder", "neck"])  # an absent depth encoder is skipped
+
+
+def test_input_validation(small_model):
+    image, depth, text = _inputs(1, 250, 256)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        small_model(image, depth, text)
+    with pytest.raises(ValueError, match="fpn_in"):
+        build_model(dataclasses.replace(ModelParams.small(), fpn_in=[512, 1024, 1024]))
+
+
+def test_depth_encoder_handles_invalid_pixels():
+    encoder = DepthEncoder((16, 32)).eval()
+    depth = torch.rand(1, 1, 64, 96) * 4.0
+    depth[0, 0, :8] = float("nan")
+    depth[0, 0, 8:16] = float("inf")
+    depth[0, 0, 16:24] = 0.0
+    with torch.inference_mode():
+        feat_8, feat_16 = encoder(depth)
+    assert feat_8.shape == (1, 16, 8, 12) and feat_16.shape == (1, 32, 4, 6)
+    assert torch.isfinite(feat_8).all() and torch.isfinite(feat_16).all()
+
+
+def test_soft_argmax_finds_a_peak():
+    logits = torch.full((1, 1, 16, 32), -50.0)
+    logits[0, 0, 3, 10] = 50.0
+    torch.testing.assert_close(soft_argmax(logits), torch.tensor([[10.5 / 32, 3.5 / 16]]))
