@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+import zipfile
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -36,6 +37,17 @@ class CheckpointError(ValueError):
     """A checkpoint that is unsafe to load, malformed, or does not fit the model it describes."""
 
 
+def _unpickling_reason(error: Exception) -> str:
+    """The line of torch's weights-only error that names what was refused (e.g. ``unsupported GLOBAL ...``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "global" in line.lower() and not line.startswith("Weights only load failed"):
+            return line
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    details = [line for line in lines if not line.startswith(boilerplate)]
+    return details[-1] if details else type(error).__name__
+
+
 def read_checkpoint(path: PathArg) -> dict[str, Any]:
     """The checkpoint dict at ``path``, read with ``weights_only=True`` onto the CPU.
 
@@ -45,13 +57,14 @@ def read_checkpoint(path: PathArg) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (torch.save writes zip archives)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).splitlines()[-1] if str(error) else type(error).__name__
         raise CheckpointError(
-            f"refusing to load checkpoint {path}: it holds pickled code or objects that weights-only "
-            f"loading does not allow ({reason.strip()}); only tensors and plain containers are accepted"
+            f"refusing to load checkpoint {path}: it holds pickled code or objects that weights-only loading "
+            f"does not allow ({_unpickling_reason(error)}); only tensors and plain containers are accepted"
         ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None

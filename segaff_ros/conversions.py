@@ -249,5 +249,5 @@ def prediction_to_result(
     result.axis = Vector3(x=float(axis[0]), y=float(axis[1]), z=float(axis[2]))
     result.axis_origin = _point(prediction.origin)
     result.trajectory = [_point(xyz) for xyz in prediction.trajectory]
-    result.inference_time_ms = float(sum(prediction.timings.values()))
+    result.inference_time_ms = float(prediction.timings["total"])
     return result

@@ -11,6 +11,7 @@ worker under a lock. The model is loaded once, in ``_load_predictor`` at start-u
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -30,6 +31,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -65,6 +67,24 @@ _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _PRECISIONS = ("fp32", "fp16", "bf16")
 _RELIABILITIES = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 _LOG_THROTTLE_S = 5.0
+
+
+class _ForwardToNodeLogger(logging.Handler):
+    """Forwards Python ``logging`` records of ``segaff_core`` (e.g. the Predictor's CUDA or fp16 fallback
+    warning) to the node's logger, so they appear in the ROS log like the node's own lines."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(level=logging.INFO)
+        self._node = node
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            severity = LoggingSeverity.ERROR
+        elif record.levelno >= logging.WARNING:
+            severity = LoggingSeverity.WARN
+        else:
+            severity = LoggingSeverity.INFO
+        self._node.get_logger().log(f"{record.name}: {record.getMessage()}", severity)
 
 
 class StartupError(RuntimeError):
@@ -131,7 +151,7 @@ _PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "input_height": (256, "model input height, px (multiple of 32)", {"integer_range": _int_range(64, 1024, 32)}),
     "input_width": (256, "model input width, px (multiple of 32)", {"integer_range": _int_range(64, 1024, 32)}),
     "mask_threshold": (0.5, "probability above which a pixel belongs to the part",
-                       {"floating_point_range": _float_range(0.0, 1.0)}),
+                       {"floating_point_range": _float_range(0.01, 0.99)}),
     "sync_slop_s": (0.05, "largest stamp difference within one synchronized RGB/depth/camera_info set, s",
                     {"floating_point_range": _float_range(0.0, 1.0)}),
     "sync_queue_size": (10, "messages kept per input while synchronizing", {"integer_range": _int_range(1, 100)}),
@@ -154,6 +174,10 @@ class PerceptionNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        self._core_log_handler = _ForwardToNodeLogger(self)
+        core_logger = logging.getLogger("segaff_core")
+        core_logger.setLevel(logging.INFO)
+        core_logger.addHandler(self._core_log_handler)
         self._params: PerceptionParams = self._declare_parameters()
         self._predictor: Predictor = self._load_predictor()
         self._predictor_lock = threading.Lock()
@@ -164,6 +188,7 @@ class PerceptionNode(Node):
         self._latest_frame: Optional[Frame] = None
         self._instruction: str = ""
         self._encoded_instruction: str = ""
+        self._last_logged: dict[str, float] = {}
 
         output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5)
         self._mask_pub: Publisher = self.create_publisher(Image, "~/mask", output_qos)
@@ -223,16 +248,6 @@ class PerceptionNode(Node):
             )
         return params
 
-    def _resolve_device(self) -> str:
-        """The device to load on: a CUDA device that is asked for but absent falls back to the CPU."""
-        device = self._params.device
-        if device.startswith("cuda"):
-            index = int(device.partition(":")[2] or 0)
-            if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-                self.get_logger().warning(f"device {device!r} asked for but not available: running on the CPU")
-                return "cpu"
-        return device
-
     def _load_predictor(self) -> Predictor:
         """Start-up: load the model from the checkpoint (the only place the model is loaded)."""
         path = self._params.checkpoint or None
@@ -242,7 +257,7 @@ class PerceptionNode(Node):
         try:
             predictor = Predictor.from_checkpoint(
                 path,
-                device=self._resolve_device(),
+                device=self._params.device,
                 input_size=(self._params.input_height, self._params.input_width),
                 precision=self._params.precision,
                 mask_threshold=self._params.mask_threshold,
@@ -346,7 +361,7 @@ class PerceptionNode(Node):
             response.message = "no synchronized RGB, depth and camera_info frame received yet"
         else:
             try:
-                prediction = self._infer(frame, text)
+                _, prediction = self._infer(frame, text)
             except ValueError as error:  # BadFrame, or the Predictor's own check of shapes and K
                 response.success, response.message = False, f"bad frame: {error}"
             except Exception as error:  # a failed query must not take the service down
@@ -410,20 +425,19 @@ class PerceptionNode(Node):
                     self._predictor.set_instruction(instruction)
                 self._encoded_instruction = instruction
                 self._stats.count("instructions_encoded")
-            prediction = self._infer(frame, instruction)
-            self._publish(frame, instruction, prediction)
+            decoded, prediction = self._infer(frame, instruction)
+            self._publish(frame, decoded, instruction, prediction)
         except ValueError as error:  # BadFrame, or the Predictor's own check of shapes and K
             self._stats.count("bad_frames")
-            self.get_logger().warning(f"skipping frame: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+            self._log_throttled(LoggingSeverity.WARN, f"skipping frame: {error}")
         except torch.cuda.OutOfMemoryError:
             self._stats.count("failed_frames")
             torch.cuda.empty_cache()
-            self.get_logger().error("out of GPU memory: frame dropped", throttle_duration_sec=_LOG_THROTTLE_S)
+            self._log_throttled(LoggingSeverity.ERROR, "out of GPU memory: frame dropped")
         except Exception as error:  # one failed frame must not stop the node
             self._stats.count("failed_frames")
-            self.get_logger().error(
-                f"inference failed, frame dropped: {type(error).__name__}: {error}",
-                throttle_duration_sec=_LOG_THROTTLE_S,
+            self._log_throttled(
+                LoggingSeverity.ERROR, f"inference failed, frame dropped: {type(error).__name__}: {error}"
             )
 
     def _decode(self, frame: Frame) -> DecodedFrame:
@@ -457,19 +471,23 @@ class PerceptionNode(Node):
             )
         return DecodedFrame(rgb, depth_m, K)
 
-    def _infer(self, frame: Frame, instruction: str) -> AffordancePrediction:
+    def _infer(self, frame: Frame, instruction: str) -> tuple[DecodedFrame, AffordancePrediction]:
         """Decode the frame and run the model under the model lock (worker and ~/query share it)."""
         decoded = self._decode(frame)
         with self._predictor_lock:
-            return self._predictor(decoded.rgb, decoded.depth_m, instruction, decoded.K)
+            return decoded, self._predictor(decoded.rgb, decoded.depth_m, instruction, decoded.K)
 
-    def _publish(self, frame: Frame, instruction: str, prediction: AffordancePrediction) -> None:
+    def _publish(
+        self, frame: Frame, decoded: DecodedFrame, instruction: str, prediction: AffordancePrediction
+    ) -> None:
         """Publish every output of one prediction with the RGB image's header."""
         header = frame.rgb.header
         mask = conversions.numpy_to_image(prediction.mask, "mono8", header)
         self._mask_pub.publish(mask)
         if self._debug_pub is not None:
-            overlay = draw_overlay(conversions.image_to_numpy(frame.rgb), prediction, instruction)
+            overlay = draw_overlay(
+                decoded.rgb, prediction, decoded.K, instruction, self._params.axis_marker_length_m
+            )
             self._debug_pub.publish(conversions.numpy_to_image(overlay, "rgb8", header))
         if prediction.valid_3d:
             self._pose_pub.publish(conversions.prediction_to_pose(prediction, header))
@@ -487,13 +505,25 @@ class PerceptionNode(Node):
                 throttle_duration_sec=_LOG_THROTTLE_S,
             )
         latency_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) * 1e-6
-        self._stats.processed(latency_ms, float(sum(prediction.timings.values())))
+        self._stats.processed(latency_ms, prediction.timings["total"])
+
+    def _log_throttled(self, severity: LoggingSeverity, text: str) -> None:
+        """Log ``text`` at most once per ``_LOG_THROTTLE_S`` per distinct text (so each kind of bad
+        input gets its own line, and a stream of bad frames does not flood the log)."""
+        now = time.monotonic()
+        if now - self._last_logged.get(text, -_LOG_THROTTLE_S) < _LOG_THROTTLE_S:
+            return
+        if len(self._last_logged) > 100:
+            self._last_logged.clear()
+        self._last_logged[text] = now
+        self.get_logger().log(text, severity)
 
     def destroy_node(self) -> None:
         """Stop the worker (it finishes its frame), then destroy the node."""
         self._stop.set()
         self._slot.close()
         self._worker.join(timeout=10.0)
+        logging.getLogger("segaff_core").removeHandler(self._core_log_handler)
         super().destroy_node()
 
 

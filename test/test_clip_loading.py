@@ -56,9 +56,9 @@ def test_torchscript_archive(tmp_path, reference_clip):
     with warnings.catch_warnings():  # torch.jit tracing/saving are deprecated, yet that is OpenAI's format
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.trace_module(reference_clip, {"encode_text": tokens}), str(path))
-    assert {"input_resolution", "context_length", "vocab_size", "logit_scale"} <= set(
-        torch.jit.load(str(path)).state_dict()
-    )
+        archived_keys = set(torch.jit.load(str(path)).state_dict())
+    assert {"input_resolution", "context_length", "vocab_size", "logit_scale"} <= archived_keys
+    assert "attn_mask" not in archived_keys
     _assert_backbone_equals(build_model(_params(path)), reference_clip)
 
 

@@ -38,7 +38,9 @@ def small_model() -> SegAffordanceModel:
     return _small_model().eval()
 
 
-@pytest.mark.parametrize("batch,height,width", [(1, 256, 256), (4, 256, 256), (1, 256, 192), (4, 256, 192), (1, 416, 416)])
+@pytest.mark.parametrize(
+    "batch,height,width", [(1, 256, 256), (4, 256, 256), (1, 256, 192), (4, 256, 192), (1, 416, 416)]
+)
 def test_output_contract(small_model, batch, height, width):
     image, depth, text = _inputs(batch, height, width)
     with torch.inference_mode():
@@ -138,7 +140,8 @@ def test_cvae_posterior_changes_motion(small_model):
     targets = _targets(2, 256, 256)
     with torch.inference_mode():
         prior = small_model(image, depth, text)
-        posterior = small_model(image, depth, text, targets={"axis": targets["axis"], "motion_type": targets["motion_type"]})
+        motion_targets = {"axis": targets["axis"], "motion_type": targets["motion_type"]}
+        posterior = small_model(image, depth, text, targets=motion_targets)
     assert not torch.equal(prior["axis"], posterior["axis"])
     assert torch.equal(prior["mask_logits"], posterior["mask_logits"])
 
@@ -146,7 +149,9 @@ def test_cvae_posterior_changes_motion(small_model):
 def test_sample_motion(small_model):
     image, depth, text = _inputs(2, 256, 192)
     with torch.inference_mode():
-        summary = small_model.sample_motion(image, depth, text, num_samples=8, generator=torch.Generator().manual_seed(1))
+        summary = small_model.sample_motion(
+            image, depth, text, num_samples=8, generator=torch.Generator().manual_seed(1)
+        )
         again = small_model.sample_motion(
             image, depth, small_model.encode_text(text), num_samples=8, generator=torch.Generator().manual_seed(1)
         )

@@ -1,15 +1,23 @@
 """Train, validate, test or predict SegAffordance with LightningCLI.
 
     python train/fit.py {fit,validate,test,predict} --config config/<name>.yaml [--key value ...]
+    python train/fit.py fit --config config/<name>.yaml --ckpt_path last    # resume the newest last.ckpt
 
 One LightningModule for every data set; the data module (``segaff_core.data.OPDDataModule`` or
-``SF3DDataModule``) is chosen by ``data.class_path`` in the config. Besides the Trainer, the Module and
-the data, the CLI has two always-on callbacks configured under their own keys: ``checkpoint``
-(ModelCheckpoint: ``last.ckpt`` every epoch plus the best ``val/mIoU``) and ``lr_monitor``. Checkpoints
-go to ``<trainer.default_root_dir>/checkpoints`` (a fixed folder, so ``--ckpt_path last`` resumes the
-newest ``last*.ckpt`` there) and are written atomically (:class:`segaff_core.callbacks.AtomicCheckpointIO`).
-TensorBoard logs go to ``<trainer.default_root_dir>/lightning_logs/version_N`` (Lightning's default
-logger), together with the resolved ``config.yaml`` and the test reports.
+``SF3DDataModule``) is chosen by ``data.class_path`` in the config. Besides ``trainer``, ``model`` and
+``data`` the CLI has three always-on callbacks, each configurable under its own key:
+
+- ``checkpoint``: ModelCheckpoint of the best ``val/mIoU`` (``best-epoch=NNN.ckpt``);
+- ``last_checkpoint``: ModelCheckpoint writing ``last.ckpt`` after every epoch. It is a second callback
+  because since Lightning 2.6 ``save_last=True`` writes ``last.ckpt`` only when a top-k checkpoint is
+  saved in the same step, i.e. only when the monitored metric improves;
+- ``lr_monitor``: LearningRateMonitor (needs a logger).
+
+Checkpoints go to ``<trainer.default_root_dir>/checkpoints`` (a fixed folder, so ``--ckpt_path last``
+finds the newest ``last*.ckpt`` of the run) and are written atomically
+(:class:`segaff_core.callbacks.AtomicCheckpointIO`, the default ``trainer.plugins``). TensorBoard logs,
+the resolved ``config.yaml`` and the validate/test reports go to
+``<trainer.default_root_dir>/lightning_logs/version_N`` (Lightning's default logger).
 """
 from __future__ import annotations
 
@@ -36,23 +44,26 @@ class SegAffordanceCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults(
             {
                 "trainer.default_root_dir": DEFAULT_ROOT_DIR,
-                "checkpoint.save_last": True,
                 "checkpoint.monitor": "val/mIoU",
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best-{epoch:03d}",
+                "last_checkpoint.filename": ModelCheckpoint.CHECKPOINT_NAME_LAST,  # monitor None: every epoch
                 "lr_monitor.logging_interval": "epoch",
             }
         )
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_dir)
+        for key in ("checkpoint.dirpath", "last_checkpoint.dirpath"):
+            parser.link_arguments("trainer.default_root_dir", key, compute_fn=checkpoint_dir)
 
 
 def main(args: Optional[list[str]] = None) -> SegAffordanceCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("segaff_core").setLevel(logging.INFO)
     return SegAffordanceCLI(
         SegAffordanceModule,
         LightningDataModule,

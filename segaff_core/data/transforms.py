@@ -56,16 +56,16 @@ def scale_K(K: np.ndarray, source_size: tuple[int, int], target_size: tuple[int,
     return scale_intrinsics(K, target_size[1] / source_size[1], target_size[0] / source_size[0])
 
 
-def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 RGB (H, W, 3) -> float (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+def image_to_unit(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> float32 (3, H, W) in [0, 1] (numpy: no thread pool for small arrays)."""
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-def normalize(image: torch.Tensor) -> torch.Tensor:
-    """CLIP normalisation of a float (3, H, W) image in [0, 1]."""
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return (image - mean) / std
+def normalize(image: np.ndarray) -> np.ndarray:
+    """CLIP normalisation, in place, of a float32 (3, H, W) image in [0, 1]."""
+    image -= np.asarray(CLIP_MEAN, dtype=np.float32)[:, None, None]
+    image /= np.asarray(CLIP_STD, dtype=np.float32)[:, None, None]
+    return image
 
 
 @dataclass
@@ -86,10 +86,10 @@ class Preprocess:
         ``K`` belongs to the mask's size; rgb and depth show the same view at any resolution (a
         reduced decode, a depth sensor registered to the RGB camera).
         """
-        image = image_to_tensor(resize_image(rgb, self.input_size))
+        image = image_to_unit(resize_image(rgb, self.input_size))
         if self.augment:
-            image = self.jitter(image)
+            image = self.jitter(torch.from_numpy(image)).numpy()
         depth = torch.from_numpy(resize_depth(depth_m, self.input_size))[None]
-        mask_t = torch.from_numpy(resize_mask(mask, self.input_size)).float()[None]
-        K_t = torch.from_numpy(scale_K(K, mask.shape[:2], self.input_size)).float()
-        return normalize(image).contiguous(), depth, mask_t, K_t
+        mask_t = torch.from_numpy(resize_mask(mask, self.input_size).astype(np.float32))[None]
+        K_t = torch.from_numpy(scale_K(K, mask.shape[:2], self.input_size).astype(np.float32))
+        return torch.from_numpy(normalize(image)), depth, mask_t, K_t

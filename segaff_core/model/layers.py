@@ -222,7 +222,10 @@ class Projector(nn.Module):
 
 
 def soft_argmax(logits: Tensor) -> Tensor:
-    """Expected pixel-centre position of ``softmax(logits (B, 1, h, w))`` -> ``(B, 2)`` (x = column, y = row) in [0, 1]."""
+    """Expected pixel-centre position under ``softmax(logits (B, 1, h, w))`` -> ``(B, 2)`` in [0, 1].
+
+    x is the column, y the row, both as fractions of the map's width and height.
+    """
     batch, _, height, width = logits.shape
     prob = logits.flatten(1).softmax(dim=-1).reshape(batch, height, width)
     xs = (torch.arange(width, device=logits.device, dtype=prob.dtype) + 0.5) / width  # (w,)
@@ -305,7 +308,9 @@ class MotionVAE(nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return {**self._decode(hidden, z), "vae_mu": mu, "vae_logvar": logvar}
 
-    def sample(self, condition: Tensor, num_samples: int, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+    def sample(
+        self, condition: Tensor, num_samples: int, generator: Optional[torch.Generator] = None
+    ) -> dict[str, Tensor]:
         """``num_samples`` prior draws -> each output with a leading sample axis ``(K, B, ...)``."""
         hidden = self.condition(condition)  # (B, hidden)
         z = torch.randn(

@@ -100,14 +100,23 @@ class SegAffordanceModel(nn.Module):
         """``text (B, L)`` long tokens -> :class:`TextFeatures` (cacheable per instruction)."""
         return self.backbone.encode_text(text)
 
-    def _shared(
-        self, image: Tensor, depth: Tensor, text_features: TextFeatures, gt_mask: Optional[Tensor]
-    ) -> _SharedFeatures:
+    def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``image (B,3,H,W)`` (H, W multiples of 32) -> CLIP features ``v2 (B,C2,H/8,W/8)``,
+        ``v3 (B,C3,H/16,W/16)``, ``v4 (B,C4,H/32,W/32)``."""
         height, width = image.shape[-2:]
         if height % 32 or width % 32:
             raise ValueError(f"image height and width must be multiples of 32, got {height}x{width}")
+        return self.backbone.encode_image(image)
+
+    def _shared(
+        self,
+        image_features: tuple[Tensor, Tensor, Tensor],
+        depth: Tensor,
+        text_features: TextFeatures,
+        gt_mask: Optional[Tensor],
+    ) -> _SharedFeatures:
+        v2, v3, v4 = image_features  # (B,C2,H/8,W/8), (B,C3,H/16,W/16), (B,C4,H/32,W/32)
         state = text_features.state  # (B, word_dim)
-        v2, v3, v4 = self.backbone.encode_image(image)  # (B,C2,H/8,W/8), (B,C3,H/16,W/16), (B,C4,H/32,W/32)
         if self.depth_encoder is not None:
             depth_8, depth_16 = self.depth_encoder(depth)  # (B,d0,H/8,W/8), (B,d1,H/16,W/16)
             v2 = torch.cat([v2, depth_8], dim=1)  # (B, C2+d0, H/8, W/8)
@@ -125,6 +134,22 @@ class SegAffordanceModel(nn.Module):
         outputs = {"mask_logits": mask_logits, "point_logits": point_logits, "point_xy": point_xy}
         return _SharedFeatures(outputs=outputs, condition=condition)
 
+    def forward_from_features(
+        self,
+        image_features: tuple[Tensor, Tensor, Tensor],
+        depth: Tensor,
+        text_features: TextFeatures,
+        targets: Optional[Mapping[str, Tensor]] = None,
+    ) -> dict[str, Tensor]:
+        """Depth encoder, neck, decoder and heads on :meth:`encode_image` and :meth:`encode_text` outputs."""
+        targets = targets or {}
+        shared = self._shared(image_features, depth, text_features, targets.get("mask"))
+        motion = self.motion_head(shared.condition, targets.get("axis"), targets.get("motion_type"))
+        trajectory = self.trajectory_head(
+            shared.condition, motion["axis"], motion["motion_type_logits"], motion["origin_offset"]
+        )  # (B, T, 3)
+        return {**shared.outputs, **motion, "trajectory": trajectory}
+
     def forward_with_text(
         self,
         image: Tensor,
@@ -133,13 +158,7 @@ class SegAffordanceModel(nn.Module):
         targets: Optional[Mapping[str, Tensor]] = None,
     ) -> dict[str, Tensor]:
         """Forward with pre-computed text features; see :meth:`forward` for inputs and outputs."""
-        targets = targets or {}
-        shared = self._shared(image, depth, text_features, targets.get("mask"))
-        motion = self.motion_head(shared.condition, targets.get("axis"), targets.get("motion_type"))
-        trajectory = self.trajectory_head(
-            shared.condition, motion["axis"], motion["motion_type_logits"], motion["origin_offset"]
-        )  # (B, T, 3)
-        return {**shared.outputs, **motion, "trajectory": trajectory}
+        return self.forward_from_features(self.encode_image(image), depth, text_features, targets)
 
     def forward(
         self, image: Tensor, depth: Tensor, text: Tensor, targets: Optional[Mapping[str, Tensor]] = None
@@ -171,7 +190,7 @@ class SegAffordanceModel(nn.Module):
         if not isinstance(self.motion_head, MotionVAE):
             raise RuntimeError("sample_motion needs the CVAE motion head (ModelParams.use_cvae=True)")
         text_features = text if isinstance(text, TextFeatures) else self.encode_text(text)
-        shared = self._shared(image, depth, text_features, None)
+        shared = self._shared(self.encode_image(image), depth, text_features, None)
         samples = self.motion_head.sample(shared.condition, num_samples, generator)  # each (K, B, ...)
         condition = shared.condition.expand(num_samples, -1, -1)  # (K, B, cond_dim)
         trajectories = self.trajectory_head(

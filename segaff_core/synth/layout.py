@@ -6,7 +6,7 @@ facing -y, z up, metres). Parts are built closed; :mod:`segaff_core.synth.articu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 
@@ -159,9 +159,3 @@ def unit(vector: tuple[float, float, float]) -> np.ndarray:
     v = np.asarray(vector, dtype=np.float64)
     return v / np.linalg.norm(v)
 
-
-def handle_point_optional(point: Optional[np.ndarray]) -> np.ndarray:
-    """The handle point, which every part needs; ValueError when a builder forgot it."""
-    if point is None:
-        raise ValueError("a part was built without a handle")
-    return point

@@ -1,0 +1,260 @@
+"""The ``segaff`` command line.
+
+    segaff predict --rgb RGB.png --depth DEPTH.png|.npy --text "open the drawer"
+                   (--intrinsics fx,fy,cx,cy | --camera-info CAMERA.yaml) [--checkpoint C] [--out DIR]
+    segaff synth --format {opd,sf3d} --out DIR --num N --seed S [--size WxH] [--workers W]
+
+Each subcommand is an ``(add_arguments, run)`` pair in :data:`SUBCOMMANDS`. User errors (unreadable
+files, bad intrinsics, mismatched sizes, an unusable checkpoint) end with exit code 2 and one line on
+stderr, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EXIT_USER_ERROR = 2
+
+
+class CliError(Exception):
+    """A user error: reported as one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _read_file_bytes(path: Path, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise CliError(f"{what} {path} does not exist")
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise CliError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An 8-bit colour image file (PNG, JPEG, ...) as RGB ``(H, W, 3) uint8``."""
+    import cv2
+
+    image = cv2.imdecode(_read_file_bytes(path, "RGB image"), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CliError(f"cannot decode the RGB image {path}: not an image file OpenCV can read")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_depth(path: Path) -> np.ndarray:
+    """Depth in metres ``(H, W) float32``: ``.npy`` float metres, or a 16-bit image in millimetres (REP 118)."""
+    import cv2
+
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise CliError(f"depth {path} does not exist")
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise CliError(f"cannot read the depth array {path}: {error}") from None
+        depth = np.squeeze(depth, axis=-1) if depth.ndim == 3 and depth.shape[-1] == 1 else depth
+        if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
+            raise CliError(f"depth {path} must be a float (H, W) array in metres, got {depth.dtype} {depth.shape}")
+        return depth.astype(np.float32)
+    depth = cv2.imdecode(_read_file_bytes(path, "depth image"), cv2.IMREAD_UNCHANGED)
+    if depth is None:
+        raise CliError(f"cannot decode the depth image {path}: not an image file OpenCV can read")
+    if depth.ndim != 2 or depth.dtype != np.uint16:
+        channels = 1 if depth.ndim == 2 else depth.shape[2]
+        raise CliError(
+            f"depth image {path} must be single-channel 16-bit (millimetres), got {channels} channel(s) of "
+            f"{depth.dtype}; use a .npy file for float metres"
+        )
+    return depth.astype(np.float32) / 1000.0
+
+
+def parse_intrinsics(text: str) -> np.ndarray:
+    """``"fx,fy,cx,cy"`` -> K (3, 3); CliError unless four finite numbers with fx, fy > 0."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 4:
+        raise CliError(f"--intrinsics needs 4 comma-separated numbers fx,fy,cx,cy, got {len(parts)}: {text!r}")
+    try:
+        fx, fy, cx, cy = (float(part) for part in parts)
+    except ValueError:
+        raise CliError(f"--intrinsics holds something that is not a number: {text!r}") from None
+    if not all(math.isfinite(value) for value in (fx, fy, cx, cy)):
+        raise CliError(f"--intrinsics must be finite numbers, got {text!r}")
+    if fx <= 0 or fy <= 0:
+        raise CliError(f"--intrinsics needs positive focal lengths, got fx={fx:g}, fy={fy:g}")
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def read_camera_info(path: Path, image_hw: tuple[int, int]) -> np.ndarray:
+    """K (3, 3) from a ROS camera calibration YAML (``camera_matrix.data``), checked against the image size."""
+    import yaml
+
+    from segaff_core.inference import check_intrinsics
+
+    if not path.is_file():
+        raise CliError(f"camera info {path} does not exist")
+    try:
+        calibration = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CliError(f"cannot read the camera info {path}: {' '.join(str(error).split())}") from None
+    data = (calibration or {}).get("camera_matrix", {}).get("data") if isinstance(calibration, dict) else None
+    if not isinstance(data, list) or len(data) != 9:
+        raise CliError(f"camera info {path} has no camera_matrix.data list of 9 numbers")
+    try:
+        K = check_intrinsics(np.array(data, dtype=np.float64).reshape(3, 3))
+    except (TypeError, ValueError) as error:
+        raise CliError(f"camera info {path}: {error}") from None
+    size = (calibration.get("image_height"), calibration.get("image_width"))
+    if None not in size and tuple(size) != tuple(image_hw):
+        raise CliError(
+            f"camera info {path} is for {size[1]}x{size[0]} images but the RGB image is {image_hw[1]}x{image_hw[0]}"
+        )
+    return K
+
+
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """``"WxH"`` -> ``(height, width)``."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) <= 0 or int(height) <= 0:
+        raise CliError(f"{option} must be WIDTHxHEIGHT in positive pixels (e.g. 256x256), got {text!r}")
+    return int(height), int(width)
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rgb", type=Path, required=True, help="colour image (PNG, JPEG, ...)")
+    parser.add_argument(
+        "--depth",
+        type=Path,
+        required=True,
+        help="depth registered to the RGB image: 16-bit PNG in millimetres or .npy float metres "
+        "(its size may be an integer scale of the RGB size)",
+    )
+    parser.add_argument("--text", required=True, help="the instruction, e.g. 'open the top drawer'")
+    camera = parser.add_mutually_exclusive_group(required=True)
+    camera.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="pinhole intrinsics of the RGB image, pixels")
+    camera.add_argument("--camera-info", type=Path, metavar="FILE.yaml", help="ROS camera calibration YAML")
+    parser.add_argument("--checkpoint", type=Path, help="Lightning .ckpt (default: the shipped checkpoint)")
+    parser.add_argument("--out", type=Path, default=Path("segaff_out"), help="output folder (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument(
+        "--input-size", default="256x256", metavar="WxH", help="network input size (default: %(default)s)"
+    )
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    """Predict the part, interaction point and motion for one RGB-D image and instruction."""
+    import cv2
+
+    from segaff_core.inference import Predictor, check_depth_size
+    from segaff_core.visualize import draw_overlay
+
+    input_size = parse_size(args.input_size, "--input-size")
+    rgb = read_rgb(args.rgb)
+    depth_m = read_depth(args.depth)
+    try:
+        check_depth_size(rgb.shape[:2], depth_m.shape)
+    except ValueError as error:
+        raise CliError(f"{args.depth} does not match {args.rgb}: {error}") from None
+    K = parse_intrinsics(args.intrinsics) if args.intrinsics else read_camera_info(args.camera_info, rgb.shape[:2])
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint, device=args.device, input_size=input_size, precision=args.precision
+    )
+    prediction = predictor(rgb, depth_m, args.text, K)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        result = {"instruction": args.text, **prediction.to_dict()}
+        (args.out / "result.json").write_text(json.dumps(result))
+        overlay = draw_overlay(rgb, prediction, K, args.text)
+        ok, encoded = cv2.imencode(".png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise CliError("cannot encode the overlay as PNG")
+        encoded.tofile(args.out / "overlay.png")
+    except OSError as error:
+        raise CliError(f"cannot write to {args.out}: {error.strerror or error}") from None
+    point = ", ".join(f"{value:.3f}" for value in prediction.point_3d) if prediction.valid_3d else "no valid depth"
+    print(
+        f"{prediction.motion_type} ({prediction.motion_type_confidence:.0%}), mask {int(prediction.mask.sum())} px "
+        f"(score {prediction.mask_score:.2f}), point ({prediction.point_px[0]:.0f}, {prediction.point_px[1]:.0f}) "
+        f"px [{point}] m, {prediction.timings['total']:.0f} ms -> {args.out}"
+    )
+    return 0
+
+
+def _add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", required=True, choices=("opd", "sf3d"), help="layout of the written data set")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (the data set root)")
+    parser.add_argument("--num", type=int, required=True, help="number of images")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--size", default="640x480", metavar="WxH", help="image size (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="rendering processes (default: %(default)s)")
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    """Render a synthetic articulated-furniture data set in the OPD or SceneFun3D format."""
+    from segaff_core.synth import generate_dataset
+
+    if args.num <= 0:
+        raise CliError(f"--num must be positive, got {args.num}")
+    if args.workers <= 0:
+        raise CliError(f"--workers must be positive, got {args.workers}")
+    height, width = parse_size(args.size, "--size")
+    generate_dataset(
+        args.format, args.out, num_images=args.num, seed=args.seed, image_size=(height, width), workers=args.workers
+    )
+    print(f"wrote {args.num} {args.format} images to {args.out}")
+    return 0
+
+
+Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "predict": (_add_predict_arguments, _run_predict),
+    "synth": (_add_synth_arguments, _run_synth),
+}
+"""Subcommand name -> (add its arguments to a parser, run it on the parsed arguments -> exit code)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``segaff`` parser with one sub-parser per entry of :data:`SUBCOMMANDS`."""
+    parser = _Parser(prog="segaff", description="SegAffordance: language-conditioned affordance perception.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add_arguments, run) in SUBCOMMANDS.items():
+        summary = (run.__doc__ or "").strip().splitlines()[0]
+        subparser = subparsers.add_parser(name, help=summary, description=summary)
+        add_arguments(subparser)
+        subparser.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``segaff`` on ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.run(args)
+    except (CliError, FileNotFoundError, ValueError) as error:  # ValueError: bad inputs, CheckpointError
+        message = " ".join(str(error).split())
+        sys.stderr.write(f"segaff {args.command}: error: {message}\n")
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Single-image inference: RGB-D + instruction -> part mask, interaction point, approach and motion.
+
+:class:`Predictor` wraps a built :class:`~segaff_core.model.SegAffordanceModel`. Preprocessing matches
+training (:mod:`segaff_core.data.transforms`): area resize when shrinking else bilinear, CLIP
+normalisation, nearest-neighbour depth with invalid pixels at 0, all on the model's device. The network
+outputs are upsampled to the RGB image's full resolution and lifted to 3D with the depth map:
+
+- ``point_3d``: back-projection of the robust depth (:func:`~segaff_core.geometry.robust_depth_at`,
+  median in a window inside the mask, else the mask's median) at the interaction pixel;
+- ``approach``: minus the surface normal of the masked points within ``NORMAL_RADIUS_M`` of ``point_3d``
+  (the viewing ray when fewer than 3 such points exist);
+- ``origin``: ``point_3d + origin_offset`` for rotation, ``point_3d`` for translation;
+- ``trajectory``: ``point_3d`` plus the model's relative trajectory, as predicted (no arc fitting).
+
+When no valid depth is found for the point, ``valid_3d`` is False and the 3D fields are NaN (the axis,
+a direction predicted from the image, is kept).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any, Literal, Optional, Union
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from segaff_core import geometry
+from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD
+from segaff_core.model import SegAffordanceModel, TextFeatures
+from segaff_core.text import tokenize
+
+log = logging.getLogger(__name__)
+
+MOTION_TYPES = ("translation", "rotation")
+"""Motion type names by class index (0 translation, 1 rotation)."""
+
+Precision = Literal["fp32", "fp16", "bf16"]
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+TEXT_CACHE_SIZE = 8
+"""Instructions whose text features are kept (least recently used dropped first)."""
+
+DEPTH_WINDOW_PX = 7
+"""Side of the window (depth pixels) whose median valid depth is the interaction point's depth."""
+
+NORMAL_RADIUS_M = 0.05
+"""Radius around the interaction point of the surface patch whose normal gives the approach direction."""
+
+_NORMAL_MAX_HALF_PX = 48  # largest half-window (depth pixels) searched for the normal patch
+_NORMAL_GRID = 16  # the normal patch is subsampled to about (2 * _NORMAL_GRID + 1)^2 points
+
+
+@dataclass
+class AffordancePrediction:
+    """One prediction at the input image's full resolution; 3D quantities in the RGB optical frame, metres."""
+
+    mask: np.ndarray  # (H, W) bool
+    mask_score: float  # mean foreground probability inside the mask (the peak probability when empty)
+    point_px: tuple[float, float]  # (u, v) = (column, row), pixel centres at integers
+    point_3d: np.ndarray  # (3,)
+    approach: np.ndarray  # (3,) unit, into the surface
+    axis: np.ndarray  # (3,) unit
+    origin: np.ndarray  # (3,) a point on the axis (rotation) or the interaction point (translation)
+    motion_type: str  # "translation" | "rotation"
+    motion_type_confidence: float  # softmax probability of motion_type
+    trajectory: np.ndarray  # (20, 3) absolute, first row = point_3d
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds
+    valid_3d: bool = True  # False: no valid depth at the point, 3D fields are NaN
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: arrays as (nested) lists, NaN as None."""
+        return {
+            "mask": self.mask.astype(bool).tolist(),
+            "mask_score": _json_float(self.mask_score),
+            "point_px": [_json_float(value) for value in self.point_px],
+            "point_3d": _json_list(self.point_3d),
+            "approach": _json_list(self.approach),
+            "axis": _json_list(self.axis),
+            "origin": _json_list(self.origin),
+            "motion_type": self.motion_type,
+            "motion_type_confidence": _json_float(self.motion_type_confidence),
+            "trajectory": _json_list(self.trajectory),
+            "timings": {name: _json_float(value) for name, value in self.timings.items()},
+            "valid_3d": bool(self.valid_3d),
+        }
+
+
+def _json_float(value: float) -> Optional[float]:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _json_list(array: np.ndarray) -> list[Any]:
+    array = np.asarray(array, dtype=np.float64)
+    return np.where(np.isfinite(array), array, None).tolist()
+
+
+def resolve_device(device: Union[str, torch.device]) -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU; a CUDA device asked for but absent falls back to the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r}: {error}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        log.warning("device %s asked for but CUDA is not available: running on the CPU", device)
+        return torch.device("cpu")
+    return resolved
+
+
+def check_intrinsics(K: Any) -> np.ndarray:
+    """``K`` as a float64 (3, 3) pinhole matrix; ValueError unless finite with fx, fy > 0 and last row (0, 0, 1)."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"intrinsics K must be 3x3, got shape {K.shape}")
+    if not np.all(np.isfinite(K)):
+        raise ValueError(f"intrinsics K holds non-finite values: {K.tolist()}")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"intrinsics K needs fx > 0 and fy > 0, got fx={K[0, 0]}, fy={K[1, 1]}")
+    if not np.allclose(K[2], (0.0, 0.0, 1.0)):
+        raise ValueError(f"intrinsics K must have the last row (0, 0, 1), got {K[2].tolist()}")
+    return K
+
+
+def check_depth_size(rgb_hw: tuple[int, int], depth_hw: tuple[int, int]) -> None:
+    """ValueError unless the depth size is the RGB size times or divided by one integer factor."""
+    (height, width), (depth_height, depth_width) = rgb_hw, depth_hw
+
+    def is_multiple(big: tuple[int, int], small: tuple[int, int]) -> bool:
+        return big[0] % small[0] == 0 and big[1] % small[1] == 0 and big[0] // small[0] == big[1] // small[1]
+
+    if min(height, width, depth_height, depth_width) <= 0 or not (
+        is_multiple((height, width), (depth_height, depth_width))
+        or is_multiple((depth_height, depth_width), (height, width))
+    ):
+        raise ValueError(
+            f"depth size {depth_width}x{depth_height} is not an integer scale of the RGB size {width}x{height}"
+        )
+
+
+def _sanitize_depth(depth_m: np.ndarray) -> np.ndarray:
+    """float32 depth in metres with NaN, inf and values <= 0 set to 0 (invalid), as in training."""
+    depth = np.asarray(depth_m, dtype=np.float32)
+    return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0))
+
+
+class Predictor:
+    """Deterministic single-image inference with a cached text encoding per instruction.
+
+    ``input_size`` is the network input ``(height, width)`` (multiples of 32). ``device``: ``"auto"``,
+    ``"cpu"``, ``"cuda[:N]"``. ``precision``: ``fp32``, ``fp16`` (CUDA autocast; fp32 on the CPU) or
+    ``bf16`` (autocast on CUDA and the CPU). Depths outside ``[min_depth_m, max_depth_m]`` are not used
+    for the 3D point.
+    """
+
+    def __init__(
+        self,
+        model: SegAffordanceModel,
+        input_size: tuple[int, int] = (256, 256),
+        device: Union[str, torch.device] = "auto",
+        precision: Precision = "fp32",
+        mask_threshold: float = 0.5,
+        min_depth_m: float = 0.1,
+        max_depth_m: float = 10.0,
+    ) -> None:
+        height, width = (int(size) for size in input_size)
+        if height <= 0 or width <= 0 or height % 32 or width % 32:
+            raise ValueError(f"input_size must be positive multiples of 32 (height, width), got {input_size}")
+        if precision not in ("fp32", *_AUTOCAST_DTYPES):
+            raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+        if not 0.0 < mask_threshold < 1.0:
+            raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold}")
+        if not 0.0 <= min_depth_m < max_depth_m:
+            raise ValueError(f"need 0 <= min_depth_m < max_depth_m, got {min_depth_m}, {max_depth_m}")
+        self.device = resolve_device(device)
+        if precision == "fp16" and self.device.type != "cuda":
+            log.warning("fp16 autocast needs CUDA: running in fp32 on %s", self.device)
+            precision = "fp32"
+        self.precision: Precision = precision
+        self.input_size = (height, width)
+        self.mask_threshold = mask_threshold
+        self.min_depth_m = min_depth_m
+        self.max_depth_m = max_depth_m
+        self.model = model.to(self.device).eval()
+        self.word_len = model.params.word_len
+        self._mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._text_cache: OrderedDict[str, TextFeatures] = OrderedDict()
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: Union[str, "PathLike[str]", None] = None, device: Union[str, torch.device] = "auto", **kwargs: Any
+    ) -> "Predictor":
+        """Load a checkpoint (None: the shipped ``checkpoints/segaff_default.ckpt``); ``kwargs`` go to the constructor.
+
+        Raises FileNotFoundError naming the missing file and
+        :class:`~segaff_core.checkpoint.CheckpointError` for an unsafe or incompatible one.
+        """
+        from segaff_core.checkpoint import DEFAULT_CHECKPOINT, load_model
+
+        if path is None:
+            if not DEFAULT_CHECKPOINT.is_file():
+                raise FileNotFoundError(
+                    f"default checkpoint {DEFAULT_CHECKPOINT} is not there (it is shipped separately): "
+                    "put it there or name a checkpoint explicitly"
+                )
+            path = DEFAULT_CHECKPOINT
+        model, _ = load_model(path)
+        return cls(model, device=device, **kwargs)
+
+    @contextmanager
+    def _autocast(self) -> Iterator[None]:
+        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None):
+            yield
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _text_features(self, text: str) -> tuple[TextFeatures, bool]:
+        """Cached features of ``text`` and whether they were computed now."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"the instruction must be a non-empty string, got {text!r}")
+        cached = self._text_cache.get(text)
+        if cached is not None:
+            self._text_cache.move_to_end(text)
+            return cached, False
+        tokens = tokenize(text, word_len=self.word_len).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            features = self.model.encode_text(tokens)
+        self._text_cache[text] = features
+        if len(self._text_cache) > TEXT_CACHE_SIZE:
+            self._text_cache.popitem(last=False)
+        return features, True
+
+    def set_instruction(self, text: str) -> None:
+        """Encode ``text`` now so that the next frames with this instruction skip the text encoder."""
+        self._text_features(text)
+
+    def _check_inputs(self, rgb: np.ndarray, depth_m: np.ndarray, K: Any) -> np.ndarray:
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            shape = getattr(rgb, "shape", None)
+            raise ValueError(f"rgb must be a uint8 (H, W, 3) array, got {getattr(rgb, 'dtype', type(rgb))} {shape}")
+        if min(rgb.shape[:2]) == 0:
+            raise ValueError(f"rgb is empty: shape {rgb.shape}")
+        if not isinstance(depth_m, np.ndarray) or depth_m.ndim != 2 or not np.issubdtype(depth_m.dtype, np.floating):
+            shape = getattr(depth_m, "shape", None)
+            raise ValueError(
+                f"depth must be a float (H, W) array in metres, got {getattr(depth_m, 'dtype', type(depth_m))} "
+                f"{shape} (convert 16-bit millimetres with depth_mm / 1000)"
+            )
+        check_depth_size(rgb.shape[:2], depth_m.shape)
+        return check_intrinsics(K)
+
+    def _preprocess(self, rgb: np.ndarray, depth_m: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image (1,3,h,w)`` CLIP-normalised and ``depth (1,1,h,w)`` metres at the network input size."""
+        height, width = rgb.shape[:2]
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)  # (H, W, 3) uint8
+        image = image.permute(2, 0, 1)[None].float()  # (1, 3, H, W) in [0, 255]
+        if (height, width) != self.input_size:
+            shrinking = self.input_size[0] <= height and self.input_size[1] <= width
+            if shrinking:
+                image = F.interpolate(image, size=self.input_size, mode="area")
+            else:
+                image = F.interpolate(image, size=self.input_size, mode="bilinear", align_corners=False)
+        image = (image - self._mean) / self._std
+        depth = torch.from_numpy(depth_m).to(self.device, non_blocking=True)[None, None]  # (1, 1, h, w)
+        if depth.shape[-2:] != self.input_size:
+            depth = F.interpolate(depth, size=self.input_size, mode="nearest-exact")
+        return image, depth
+
+    def __call__(self, rgb: np.ndarray, depth_m: np.ndarray, text: str, K: Any) -> AffordancePrediction:
+        """Predict for ``rgb (H,W,3) uint8``, ``depth_m`` (float metres, an integer scale of H x W),
+        the instruction ``text`` and ``K (3,3)`` of the RGB image."""
+        start = time.perf_counter()
+        K = self._check_inputs(rgb, depth_m, K)
+        depth_m = _sanitize_depth(depth_m)
+        image, depth = self._preprocess(rgb, depth_m)
+        self._synchronize()
+        preprocessed = time.perf_counter()
+        text_features, encoded = self._text_features(text)
+        self._synchronize()
+        text_done = time.perf_counter()
+        with torch.inference_mode(), self._autocast():
+            outputs = self.model.forward_with_text(image, depth, text_features)
+        self._synchronize()
+        image_done = time.perf_counter()
+        prediction = prediction_from_outputs(
+            outputs, rgb.shape[:2], depth_m, K, 0, self.mask_threshold, self.min_depth_m, self.max_depth_m
+        )
+        end = time.perf_counter()
+        prediction.timings = {
+            "preprocess": (preprocessed - start) * 1e3,
+            "text": (text_done - preprocessed) * 1e3 if encoded else 0.0,
+            "image": (image_done - text_done) * 1e3,
+            "postprocess": (end - image_done) * 1e3,
+            "total": (end - start) * 1e3,
+        }
+        return prediction
+
+
+def prediction_from_outputs(
+    outputs: Mapping[str, torch.Tensor],
+    rgb_hw: tuple[int, int],
+    depth_m: np.ndarray,
+    K: np.ndarray,
+    index: int = 0,
+    mask_threshold: float = 0.5,
+    min_depth_m: float = 0.1,
+    max_depth_m: float = 10.0,
+) -> AffordancePrediction:
+    """Item ``index`` of the model's ``outputs`` at the image size ``rgb_hw`` (K's), lifted to 3D.
+
+    ``depth_m`` (metres, 0 invalid) may be an integer scale of ``rgb_hw``. Shared by :class:`Predictor`
+    and :func:`segaff_core.visualize.draw_sample`; ``timings`` is left empty.
+    """
+    height, width = rgb_hw
+    with torch.inference_mode():
+        logits = outputs["mask_logits"][index : index + 1].float()  # (1, 1, h/4, w/4)
+        probability = F.interpolate(logits, size=rgb_hw, mode="bilinear", align_corners=False)[0, 0].sigmoid()
+        foreground = probability > mask_threshold  # (H, W)
+        mask_score = probability[foreground].mean() if bool(foreground.any()) else probability.max()
+        mask = foreground.cpu().numpy()
+
+        def item(name: str) -> np.ndarray:
+            return outputs[name][index].float().cpu().numpy().astype(np.float64)
+
+        point_xy, axis, origin_offset = item("point_xy"), item("axis"), item("origin_offset")  # (2,), (3,), (3,)
+        relative_trajectory = item("trajectory")  # (T, 3)
+        motion_probability = outputs["motion_type_logits"][index].float().softmax(dim=-1).cpu().numpy()  # (2,)
+    # point_xy is a pixel-centre position in [0, 1] (soft-argmax); geometry puts pixel centres at integers.
+    u = float(np.clip(point_xy[0] * width - 0.5, 0.0, width - 1))
+    v = float(np.clip(point_xy[1] * height - 0.5, 0.0, height - 1))
+    motion_index = int(np.argmax(motion_probability))
+    point_3d, approach = lift_point(u, v, mask, depth_m, K, min_depth_m, max_depth_m)
+    origin = point_3d + origin_offset if motion_index == 1 else point_3d.copy()
+    return AffordancePrediction(
+        mask=mask,
+        mask_score=float(mask_score),
+        point_px=(u, v),
+        point_3d=point_3d,
+        approach=approach,
+        axis=axis / max(float(np.linalg.norm(axis)), 1e-12),
+        origin=origin,
+        motion_type=MOTION_TYPES[motion_index],
+        motion_type_confidence=float(motion_probability[motion_index]),
+        trajectory=point_3d[None, :] + (relative_trajectory - relative_trajectory[:1]),
+        valid_3d=bool(np.all(np.isfinite(point_3d))),
+    )
+
+
+def lift_point(
+    u: float,
+    v: float,
+    mask: np.ndarray,
+    depth_m: np.ndarray,
+    K: np.ndarray,
+    min_depth_m: float = 0.1,
+    max_depth_m: float = 10.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``point_3d`` and ``approach`` (3,) of pixel ``(u, v)`` of an image of ``mask``'s size with intrinsics K.
+
+    The depth and the normal's surface patch are read at the depth map's resolution (an integer scale of
+    the mask's), with the pixel, the mask and K scaled to it. Both are NaN when no valid depth is found
+    at the pixel or in the mask.
+    """
+    height, width = mask.shape
+    depth_height, depth_width = depth_m.shape
+    sx, sy = depth_width / width, depth_height / height
+    K_depth = geometry.scale_intrinsics(K, sx, sy)
+    u_depth, v_depth = (u + 0.5) * sx - 0.5, (v + 0.5) * sy - 0.5
+    mask_depth = mask
+    if (depth_height, depth_width) != (height, width):
+        mask_depth = cv2.resize(
+            mask.astype(np.uint8), (depth_width, depth_height), interpolation=cv2.INTER_NEAREST_EXACT
+        ).astype(bool)
+    z = geometry.robust_depth_at(
+        depth_m,
+        u_depth,
+        v_depth,
+        mask_depth if mask_depth.any() else None,
+        window=DEPTH_WINDOW_PX,
+        min_depth=min_depth_m,
+        max_depth=max_depth_m,
+    )
+    if z is None:
+        return np.full(3, np.nan), np.full(3, np.nan)
+    point_3d = geometry.backproject(u, v, z, K)
+    return point_3d, _approach_at(point_3d, u_depth, v_depth, mask_depth, depth_m, K_depth)
+
+
+def _approach_at(
+    point_3d: np.ndarray, u: float, v: float, mask: np.ndarray, depth_m: np.ndarray, K: np.ndarray
+) -> np.ndarray:
+    """Minus the normal of the masked surface within ``NORMAL_RADIUS_M`` of ``point_3d`` (pixel ``(u, v)``).
+
+    Falls back to the unmasked patch, then to the viewing ray, when fewer than 3 points remain.
+    """
+    height, width = depth_m.shape
+    half = int(np.clip(math.ceil(K[0, 0] * NORMAL_RADIUS_M / point_3d[2]), 1, _NORMAL_MAX_HALF_PX))
+    stride = max(1, half // _NORMAL_GRID)
+    col, row = int(round(u)), int(round(v))
+    r0, r1 = max(row - half, 0), min(row + half + 1, height)
+    c0, c1 = max(col - half, 0), min(col + half + 1, width)
+    patch_K = K.copy()
+    patch_K[0, 2] = (K[0, 2] - c0) / stride
+    patch_K[1, 2] = (K[1, 2] - r0) / stride
+    patch_K[0, 0] /= stride
+    patch_K[1, 1] /= stride
+    patch_depth = depth_m[r0:r1:stride, c0:c1:stride]
+    for patch_mask in (mask[r0:r1:stride, c0:c1:stride], None):
+        points = geometry.depth_to_points(patch_depth, patch_K, patch_mask)
+        points = points[np.linalg.norm(points - point_3d, axis=1) <= NORMAL_RADIUS_M]
+        if len(points) >= 3:
+            try:
+                return geometry.approach_from_normal(geometry.estimate_normal(points))
+            except ValueError:  # collinear points: no plane, try the next patch
+                log.debug("degenerate surface patch at (%.1f, %.1f)", u, v)
+    log.debug("no surface patch at (%.1f, %.1f): approach along the viewing ray", u, v)
+    return point_3d / np.linalg.norm(point_3d)

@@ -1,0 +1,261 @@
+"""SegAffordanceModule: training, validation, test and prediction of SegAffordance on every data set.
+
+Checkpoints hold ``state_dict`` under ``model.`` and plain-dict ``hyper_parameters`` (``model_params``,
+``loss_params``, ``optim``, ``freeze``, ``log_images``), so ``torch.load(weights_only=True)`` reads them and
+:func:`segaff_core.checkpoint.load_model` rebuilds the network. The stored ``model_params.clip_pretrain``
+is None (the CLIP weights are in ``state_dict``; the run's ``config.yaml`` names the file it started from).
+``test_params`` and ``init_checkpoint`` are not stored: LightningCLI puts a checkpoint's hyper-parameters
+over the config (``--ckpt_path FILE``), and a test config's thresholds must win, and a finished run must
+not need the file it was initialised from.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from segaff_core.checkpoint import CheckpointError, model_state_dict, read_checkpoint
+from segaff_core.config import LossParams, ModelParams, OptimParams, TestParams
+from segaff_core.inference import MOTION_TYPES, AffordancePrediction, prediction_from_outputs
+from segaff_core.losses import compute_losses
+from segaff_core.metrics import MetricAccumulator, write_report
+from segaff_core.model import build_model
+from segaff_core.visualize import draw_sample
+
+log = logging.getLogger(__name__)
+
+MAX_NONFINITE_STEPS = 3
+"""Consecutive training steps with a NaN/inf loss after which the run stops."""
+
+REPORT_NAMES = {"validate": "val_metrics", "test": "test_metrics"}
+"""Reports of ``validate`` and ``test`` runs: ``<log_dir>/<name>.json`` and ``<log_dir>/<name>.md``."""
+
+_TARGET_KEYS = ("mask", "axis", "motion_type")  # ground truth the model sees in training (mask pooling, CVAE)
+
+ParamsT = TypeVar("ParamsT")
+
+
+def as_params(cls: type[ParamsT], value: Any) -> ParamsT:
+    """``value`` as the dataclass ``cls``: the instance itself, or built from a mapping (a checkpoint's)."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        return cls(**value)
+    raise TypeError(f"expected {cls.__name__} or a mapping of its fields, got {type(value).__name__}")
+
+
+class SegAffordanceModule(L.LightningModule):
+    """SegAffordance in Lightning: losses from :func:`compute_losses`, metrics from :class:`MetricAccumulator`.
+
+    Args:
+        model_params: architecture (a mapping of its fields is accepted too: checkpoints store dicts).
+        loss_params: loss weights.
+        test_params: evaluation thresholds (validation and test metrics).
+        optim: AdamW and MultiStepLR settings; the CLIP backbone learns at ``lr * backbone_lr_multiplier``.
+        freeze: model parts that do not train (e.g. ``[backbone, depth_encoder, neck]``), see
+            :data:`segaff_core.model.FREEZABLE_PARTS`.
+        init_checkpoint: a SegAffordance checkpoint whose network weights initialise this one (all names
+            and shapes must match), read with weights-only loading; e.g. an OPDReal run for OPDMulti.
+        log_images: validation samples drawn (ground truth | prediction) to the logger each epoch, when the
+            logger can show images (TensorBoard); 0 = none.
+    """
+
+    def __init__(
+        self,
+        model_params: ModelParams = ModelParams(),
+        loss_params: LossParams = LossParams(),
+        test_params: TestParams = TestParams(),
+        optim: OptimParams = OptimParams(),
+        freeze: Sequence[str] = (),
+        init_checkpoint: Optional[str] = None,
+        log_images: int = 4,
+    ) -> None:
+        super().__init__()
+        self.model_params = as_params(ModelParams, model_params)
+        self.loss_params = as_params(LossParams, loss_params)
+        self.test_params = as_params(TestParams, test_params)
+        self.optim_params = as_params(OptimParams, optim)
+        self.log_images = log_images
+        self.save_hyperparameters(
+            {
+                # The weights are in the checkpoint: rebuilding it must not need the CLIP file.
+                "model_params": dataclasses.asdict(dataclasses.replace(self.model_params, clip_pretrain=None)),
+                "loss_params": dataclasses.asdict(self.loss_params),
+                "optim": dataclasses.asdict(self.optim_params),
+                "freeze": list(freeze),
+                "log_images": log_images,
+            }
+        )
+        self.model = build_model(self.model_params)
+        if init_checkpoint is not None:
+            self._load_init_checkpoint(init_checkpoint)
+        self.model.freeze(freeze)
+        self.nonfinite_steps = 0  # training steps skipped for a NaN/inf loss, in all
+        self._nonfinite_in_a_row = 0
+        self._val_metrics = MetricAccumulator(self.test_params)
+        self._test_metrics = MetricAccumulator(self.test_params)
+
+    def _load_init_checkpoint(self, path: str) -> None:
+        """Copy the network weights of the checkpoint at ``path`` into ``self.model`` (strict)."""
+        weights = model_state_dict(read_checkpoint(path), f"init_checkpoint {path}")
+        try:
+            self.model.load_state_dict(weights, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"init_checkpoint {path} does not fit model_params: {error}") from None
+        log.info("initialised the model from %s", path)
+
+    def forward(self, batch: Mapping[str, Any], with_targets: bool = False) -> dict[str, Tensor]:
+        """Model outputs for a collated batch; ``with_targets`` passes the training-time ground truth."""
+        targets = {key: batch[key] for key in _TARGET_KEYS} if with_targets else None
+        return self.model(batch["image"], batch["depth"], batch["text"], targets)
+
+    def training_step(self, batch: Optional[dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
+        """The weighted total loss; None (no optimizer step) when it is not finite."""
+        if batch is None:  # every sample of the batch was skipped as bad
+            return None
+        outputs = self(batch, with_targets=True)
+        total, terms = compute_losses(outputs, batch, self.loss_params)
+        batch_size = len(batch["image"])
+        if not torch.isfinite(total):
+            self._skip_nonfinite(terms, batch_idx)
+            return None
+        self._nonfinite_in_a_row = 0
+        self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
+        self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=batch_size)
+        return total
+
+    def _skip_nonfinite(self, terms: Mapping[str, Tensor], batch_idx: int) -> None:
+        """Count a NaN/inf loss; raise FloatingPointError after ``MAX_NONFINITE_STEPS`` in a row."""
+        self.nonfinite_steps += 1
+        self._nonfinite_in_a_row += 1
+        bad = ", ".join(name for name, value in terms.items() if not torch.isfinite(value).all()) or "total"
+        log.warning(
+            "non-finite loss (%s) at epoch %d, batch %d, global step %d: step skipped (%d in a row, %d in all)",
+            bad, self.current_epoch, batch_idx, self.global_step, self._nonfinite_in_a_row, self.nonfinite_steps,
+        )
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps), reduce_fx="max")
+        if self._nonfinite_in_a_row >= MAX_NONFINITE_STEPS:
+            raise FloatingPointError(
+                f"the training loss was NaN/inf for {self._nonfinite_in_a_row} steps in a row (terms: {bad}; "
+                f"epoch {self.current_epoch}, batch {batch_idx}); stopping. Lower optim.lr, use 32-bit or "
+                f"bf16 precision, set trainer.gradient_clip_val, or check the data (skip_bad)."
+            )
+
+    def _evaluate(self, batch: dict[str, Any], accumulator: MetricAccumulator) -> dict[str, Tensor]:
+        """Outputs for ``batch`` (no targets: predicted mask, CVAE prior mean) added to ``accumulator``."""
+        outputs = self(batch)
+        predictions = self._postprocess(outputs, batch)
+        accumulator.update(
+            pred_mask=np.stack([p.mask for p in predictions]),
+            gt_mask=batch["mask"],
+            pred_motion_type=[MOTION_TYPES.index(p.motion_type) for p in predictions],
+            gt_motion_type=batch["motion_type"],
+            pred_axis=np.stack([p.axis for p in predictions]),
+            gt_axis=batch["axis"],
+            pred_point=outputs["point_xy"],
+            gt_point=batch["point"],
+            pred_origin=np.stack([p.origin for p in predictions]),
+            gt_origin=batch["origin"],
+            diameter=batch["diameter"],
+        )
+        return outputs
+
+    def _postprocess(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> list[AffordancePrediction]:
+        """Per-sample predictions at the input size, lifted to 3D with the sample's depth and K (as Predictor)."""
+        size = tuple(batch["image"].shape[-2:])
+        depths = batch["depth"][:, 0].float().cpu().numpy()
+        intrinsics = batch["K"].double().cpu().numpy()
+        return [
+            prediction_from_outputs(
+                outputs, size, depths[i], intrinsics[i], i, self.test_params.test_pred_threshold
+            )
+            for i in range(len(depths))
+        ]
+
+    def validation_step(self, batch: Optional[dict[str, Any]], batch_idx: int) -> None:
+        """Log the loss terms (val/<name>) and collect metrics; draw the first batch's samples."""
+        if batch is None:
+            return
+        outputs = self._evaluate(batch, self._val_metrics)
+        total, terms = compute_losses(outputs, batch, self.loss_params)
+        batch_size = len(batch["image"])
+        self.log("val/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=True)
+        self.log_dict({f"val/{name}": value for name, value in terms.items()}, batch_size=batch_size, sync_dist=True)
+        if batch_idx == 0:
+            self._log_images(batch, outputs)
+
+    def _log_images(self, batch: Mapping[str, Any], outputs: Mapping[str, Tensor]) -> None:
+        """Ground truth | prediction of the first ``log_images`` samples, for loggers with ``add_image``."""
+        if self.log_images <= 0 or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        experiment = getattr(self.logger, "experiment", None)
+        if not hasattr(experiment, "add_image"):  # e.g. CSVLogger
+            return
+        for index in range(min(self.log_images, len(batch["image"]))):
+            image = draw_sample(batch, outputs, index, self.test_params.test_pred_threshold)
+            experiment.add_image(f"val/sample_{index}", image, self.global_step, dataformats="HWC")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the aggregate metrics (val/<name>); a ``validate`` run also writes the report."""
+        if not self._val_metrics.results:  # every batch was skipped
+            return
+        metrics = self._val_metrics.compute()
+        self._val_metrics.reset()
+        self.log_dict({f"val/{name}": float(value) for name, value in metrics.items()}, sync_dist=True)
+        if self.trainer.state.fn == TrainerFn.VALIDATING:
+            self._write_report(metrics)
+
+    def test_step(self, batch: Optional[dict[str, Any]], batch_idx: int) -> None:
+        """Collect the per-sample metrics of the batch."""
+        if batch is not None:
+            self._evaluate(batch, self._test_metrics)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_metrics.reset()
+
+    def on_test_epoch_end(self) -> None:
+        """Log the aggregate metrics (test/<name>) and write the JSON and Markdown report to the log dir."""
+        metrics = self._test_metrics.compute()
+        self.log_dict({f"test/{name}": float(value) for name, value in metrics.items()})
+        self._write_report(metrics)
+
+    def _write_report(self, metrics: dict[str, float]) -> None:
+        """``<name>.json`` and ``<name>.md`` in the logger's log dir (else the trainer's default_root_dir)."""
+        if self.trainer.world_size > 1:
+            rank_zero_warn("the metrics cover each process's samples only: evaluate on one device (trainer.devices=1)")
+        if self.trainer.is_global_zero:
+            out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            name = REPORT_NAMES[self.trainer.state.fn.value]
+            write_report(metrics, out_dir / f"{name}.json", out_dir / f"{name}.md")
+
+    def predict_step(self, batch: Optional[dict[str, Any]], batch_idx: int) -> Optional[dict[str, Any]]:
+        """Per-sample :class:`AffordancePrediction`\\ s (input size) with their ``image_id`` and ``description``."""
+        if batch is None:
+            return None
+        predictions = self._postprocess(self(batch), batch)
+        return {"image_id": batch["image_id"], "description": batch["description"], "predictions": predictions}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW over the trainable parameters (backbone group at ``lr * backbone_lr_multiplier``), MultiStepLR per epoch."""
+        backbone, heads = [], []
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                (backbone if name.startswith("backbone.") else heads).append(parameter)
+        groups = [
+            {"name": "heads", "params": heads, "lr": self.optim_params.lr},
+            {"name": "backbone", "params": backbone, "lr": self.optim_params.lr * self.optim_params.backbone_lr_multiplier},
+        ]
+        optimizer = torch.optim.AdamW(
+            [group for group in groups if group["params"]], lr=self.optim_params.lr, weight_decay=self.optim_params.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.optim_params.milestones), self.optim_params.gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

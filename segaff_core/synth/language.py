@@ -1,0 +1,212 @@
+"""Instructions that name exactly one part of a scene, from its layout.
+
+A referring expression is a noun ("drawer", "cabinet door", "lid"), an optional scope ("of the left
+dresser") and modifiers that single the part out within the scope: vertical and horizontal order of the
+handles ("top", "second ... from the bottom", "leftmost", "top-left", "in the right column"), the handle
+kind, the colour. Left and right are along the back wall, as every camera sees them; heights are world z.
+A modifier is used only when exactly one part of the scope satisfies it, so every description is
+unambiguous within the whole scene, whichever parts a camera happens to see.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from segaff_core.synth.layout import Part, SceneLayout
+
+LEVEL_TOLERANCE_M = 0.04
+Direction = Literal["vertical", "horizontal"]
+_ORDINALS = {1: "second", 2: "third", 3: "fourth"}
+_HANDLE_WORDS = {"knob": "knob", "bar": "bar handle"}
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """Words before and after the noun, e.g. ("second", "from the top")."""
+
+    before: str = ""
+    after: str = ""
+
+
+def _levels(values: list[float]) -> list[float]:
+    """Distinct levels of ``values``: sorted ascending, values closer than the tolerance merged."""
+    levels: list[float] = []
+    for value in sorted(values):
+        if not levels or value - levels[-1] > LEVEL_TOLERANCE_M:
+            levels.append(value)
+    return levels
+
+
+def _level_index(levels: list[float], value: float) -> int:
+    return int(np.argmin([abs(value - level) for level in levels]))
+
+
+def _rank_words(rank: int, count: int, direction: Direction, line: bool = True) -> list[Modifier]:
+    """Words for the ``rank``-th of ``count`` levels (rank 0 = top, or leftmost). Inner ranks ("middle",
+    "second from the top") only when the things form a ``line`` (one column, or one row)."""
+    first, last = ("top", "bottom") if direction == "vertical" else ("left", "right")
+    if count == 2:
+        if direction == "vertical":
+            return [Modifier("top"), Modifier("upper")] if rank == 0 else [Modifier("bottom"), Modifier("lower")]
+        return [Modifier(first if rank == 0 else last)]
+    if direction == "horizontal" and rank in (0, count - 1):
+        return [Modifier(f"{first if rank == 0 else last}most")]
+    if rank in (0, count - 1):
+        return [Modifier(first if rank == 0 else last)]
+    if not line:
+        return []
+    words = [Modifier("middle")] if count == 3 else []
+    from_first, from_last = rank, count - 1 - rank
+    if from_first in _ORDINALS:
+        words.append(Modifier(_ORDINALS[from_first], f"from the {first}"))
+    if from_last in _ORDINALS:
+        words.append(Modifier(_ORDINALS[from_last], f"from the {last}"))
+    return words
+
+
+def _position(values: dict[int, float], target: int, group: list[int], direction: Direction,
+              across: dict[int, float]) -> list[Modifier]:
+    """Order words that single ``target`` out of ``group`` along one direction ([] when tied);
+    ``across`` holds the other coordinate, to tell whether the group is a single line."""
+    levels = _levels([values[i] for i in group])
+    if direction == "vertical":
+        levels = levels[::-1]
+    level = _level_index(levels, values[target])
+    if len(levels) < 2 or sum(_level_index(levels, values[i]) == level for i in group) != 1:
+        return []
+    line = len(_levels([across[i] for i in group])) == 1
+    return _rank_words(level, len(levels), direction, line)
+
+
+def _members(values: dict[int, float], target: int, group: list[int]) -> list[int]:
+    """Members of ``group`` on the same level as ``target``."""
+    return [i for i in group if abs(values[i] - values[target]) <= LEVEL_TOLERANCE_M]
+
+
+@dataclass(frozen=True)
+class _Referents:
+    """Things of one kind (parts or furniture) with their nouns and positions."""
+
+    nouns: dict[int, tuple[str, ...]]
+    lateral: dict[int, float]
+    height: dict[int, float]
+    extra: dict[int, tuple[str, ...]]  # further single-word properties: colour, handle kind
+
+    def modifiers(self, target: int, group: list[int]) -> list[Modifier]:
+        """Every modifier that singles ``target`` out of ``group`` (an empty one when it is alone)."""
+        if group == [target]:
+            return [Modifier()]
+        found: list[Modifier] = []
+        found += _position(self.height, target, group, "vertical", self.lateral)
+        found += _position(self.lateral, target, group, "horizontal", self.height)
+        row = _members(self.height, target, group)
+        column = _members(self.lateral, target, group)
+        if len(row) > 1:  # "the top-left drawer", "the left drawer in the top row"
+            for vertical in self._level_words(target, group, self.height, "vertical"):
+                for horizontal in _position(self.lateral, target, row, "horizontal", self.height):
+                    side = horizontal.before.removesuffix("most")
+                    if vertical in ("top", "bottom", "upper", "lower") and side in ("left", "right") \
+                            and not horizontal.after:
+                        found.append(Modifier(f"{vertical}-{side}"))
+                    found.append(Modifier(horizontal.before, f"{horizontal.after} in the {vertical} row".strip()))
+        if len(column) > 1:  # "the second drawer from the top in the left column"
+            for horizontal in self._level_words(target, group, self.lateral, "horizontal"):
+                for vertical in _position(self.height, target, column, "vertical", self.lateral):
+                    found.append(Modifier(vertical.before, f"{vertical.after} in the {horizontal} column".strip()))
+        for word in self.extra[target]:
+            if sum(word in self.extra[i] for i in group) == 1:
+                found.append(Modifier(word) if word not in _HANDLE_WORDS.values() else Modifier("", f"with the {word}"))
+        return found
+
+    @staticmethod
+    def _level_words(target: int, group: list[int], values: dict[int, float], direction: Direction) -> list[str]:
+        """Single words for the level (row or column) of ``target`` among the levels of ``group``."""
+        levels = _levels([values[i] for i in group])
+        if direction == "vertical":
+            levels = levels[::-1]
+        if len(levels) < 2:
+            return []
+        rank = _level_index(levels, values[target])
+        return [m.before for m in _rank_words(rank, len(levels), direction) if not m.after]
+
+
+def _phrase(modifier: Modifier, noun: str, scope: str) -> str:
+    words = ["the", modifier.before, noun, modifier.after, scope]
+    return " ".join(w for w in words if w)
+
+
+def _furniture_phrases(layout: SceneLayout) -> list[list[str]]:
+    """For each piece of furniture, the phrases ("the left dresser") that name it alone."""
+    refs = _Referents(
+        nouns={i: f.nouns for i, f in enumerate(layout.furniture)},
+        lateral={i: float(f.lo[0] + f.hi[0]) / 2 for i, f in enumerate(layout.furniture)},
+        height={i: float(f.lo[2] + f.hi[2]) / 2 for i, f in enumerate(layout.furniture)},
+        extra={i: (f.colour,) for i, f in enumerate(layout.furniture)},
+    )
+    out: list[list[str]] = []
+    for i, piece in enumerate(layout.furniture):
+        phrases: list[str] = []
+        for noun in piece.nouns:
+            group = [j for j, nouns in refs.nouns.items() if noun in nouns]
+            for modifier in refs.modifiers(i, group):
+                if not modifier.after:  # "the left dresser", not "the dresser in the top row"
+                    phrases.append(_phrase(modifier, noun, ""))
+        out.append(phrases)
+    return out
+
+
+def referring_expressions(layout: SceneLayout) -> list[list[str]]:
+    """For each part of ``layout``, every noun phrase that names it and no other part of the scene."""
+    parts = layout.parts
+    refs = _Referents(
+        nouns={i: p.nouns for i, p in enumerate(parts)},
+        lateral={i: float(p.handle[0]) for i, p in enumerate(parts)},
+        height={i: float(p.handle[2]) for i, p in enumerate(parts)},
+        extra={i: (_HANDLE_WORDS[p.handle_kind], layout.furniture[p.furniture].colour) for i, p in enumerate(parts)},
+    )
+    furniture_phrases = _furniture_phrases(layout)
+    out: list[list[str]] = []
+    for i, part in enumerate(parts):
+        phrases: list[str] = []
+        scopes = [("", list(range(len(parts))))] + [
+            (f"of {name}", [j for j, p in enumerate(parts) if p.furniture == part.furniture])
+            for name in furniture_phrases[part.furniture]
+        ]
+        for scope, members in scopes:
+            for noun in part.nouns:
+                if scope and " " in noun and not noun.startswith("cabinet"):
+                    continue  # not "the oven door of the oven", "the fridge door of the refrigerator"
+                group = [j for j in members if noun in parts[j].nouns]
+                phrases += [_phrase(m, noun, scope) for m in refs.modifiers(i, group)]
+        out.append(list(dict.fromkeys(phrases)))
+    return out
+
+
+def _verbs(part: Part) -> tuple[str, ...]:
+    if part.category == "drawer":
+        return ("Open {}.", "Pull out {}.", "Pull {} open.", "Slide out {}.", "Pull the handle of {}.")
+    if part.category == "lid":
+        return ("Lift {}.", "Open {}.", "Raise {}.")
+    if abs(part.axis[2]) < 0.5:  # a horizontal hinge at the bottom: oven, dishwasher
+        return ("Open {}.", "Pull down {}.", "Lower {}.")
+    return ("Open {}.", "Swing open {}.", "Pull open {}.", "Pull the handle of {}.")
+
+
+def describe_parts(layout: SceneLayout, rng: np.random.Generator, max_descriptions: int = 4) -> list[list[str]]:
+    """Up to ``max_descriptions`` instructions per part, the shortest referring expression first."""
+    out: list[list[str]] = []
+    for part, phrases in zip(layout.parts, referring_expressions(layout)):
+        if not phrases:
+            out.append([])
+            continue
+        ordered = sorted(phrases, key=lambda p: (len(p), p))
+        chosen = [ordered[0]] + [ordered[1:][k] for k in sorted(rng.permutation(len(ordered) - 1)[: max_descriptions - 1])]
+        verbs = _verbs(part)
+        described = []
+        for phrase in chosen:
+            options = [v for v in verbs if "handle" not in v or "handle" not in phrase]
+            described.append(options[int(rng.integers(len(options)))].format(phrase))
+        out.append(described)
+    return out

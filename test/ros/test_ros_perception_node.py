@@ -1,0 +1,300 @@
+"""The perception node as a process over real DDS: outputs, instruction handling, query, bad input, load.
+
+One node process (a small random-weight checkpoint) serves every test of this module; each test uses
+its own frame stamps and instructions, so the tests do not depend on their order.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+pytest.importorskip("segaff_msgs.msg", reason="segaff_msgs is not built (scripts/setup.sh builds it)")
+psutil = pytest.importorskip("psutil")
+
+from ros_helpers import (  # noqa: E402
+    OUTPUT_TOPICS,
+    FrameSpec,
+    FrameStream,
+    NodeProcess,
+    Probe,
+    wait_until,
+)
+from segaff_ros.conversions import image_to_numpy, stamp_to_ns  # noqa: E402
+from segaff_ros.perception_node import MAX_INSTRUCTION_CHARS  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+FRAME_ID = "test_camera_optical_frame"
+AXIS_MARKER_LENGTH_M = 0.15
+TIMEOUT_S = 60.0  # generous: two shared cores, inference of a few hundred ms
+
+
+@pytest.fixture(scope="module")
+def perception(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Probe, NodeProcess]]:
+    """The perception node process and a probe connected to it."""
+    probe = Probe()
+    node = NodeProcess(
+        tmp_path_factory.mktemp("perception") / "node.log",
+        [
+            "-p", f"checkpoint:={small_checkpoint}",
+            "-p", "device:=cpu",
+            "-p", "input_height:=128",
+            "-p", "input_width:=128",
+            "-p", "image_qos:=reliable",
+            "-p", "max_frame_age_s:=2.0",
+            "-p", f"axis_marker_length_m:={AXIS_MARKER_LENGTH_M}",
+            "--log-level", "segaff_perception:=debug",
+        ],
+    )
+    try:
+        assert probe.wait_for_perception_node(), f"the node did not come up:\n{node.log()}"
+        yield probe, node
+    finally:
+        code = node.stop()
+        probe.close()
+    assert code == 0, f"the node did not shut down cleanly on Ctrl-C (exit {code}):\n{node.log()[-3000:]}"
+
+
+def header_of(topic: str, msg: Any) -> Any:
+    return msg.markers[0].header if topic == "markers" else msg.header
+
+
+def complete_stamp(probe: Probe, stamps: list[int], instruction: str) -> Optional[int]:
+    """A stamp of ``stamps`` processed with ``instruction`` for which every output topic has a message."""
+    common = {stamp_to_ns(r.header.stamp) for r in results_for(probe, stamps, instruction)}
+    for topic in OUTPUT_TOPICS:
+        common &= {stamp_to_ns(header_of(topic, m).stamp) for m in probe.messages(topic)}
+    return max(common) if common else None
+
+
+def message_at(probe: Probe, topic: str, stamp: int) -> Any:
+    return next(m for m in probe.messages(topic) if stamp_to_ns(header_of(topic, m).stamp) == stamp)
+
+
+def results_for(probe: Probe, stamps: list[int], instruction: Optional[str] = None) -> list[Any]:
+    sent = set(stamps)
+    return [
+        r for r in probe.messages("result")
+        if stamp_to_ns(r.header.stamp) in sent and (instruction is None or r.instruction == instruction)
+    ]
+
+
+def run_until_result(
+    probe: Probe, spec: FrameSpec, instruction: str, expected_instruction: Optional[str] = None
+) -> tuple[FrameStream, Any]:
+    """Stream ``spec`` frames at 10 Hz with ``instruction`` (published again every second) until a result
+    for one of them arrives (with ``expected_instruction``, default ``instruction``); returns the
+    (stopped) stream and that result."""
+    expected = instruction if expected_instruction is None else expected_instruction
+    with FrameStream(probe, spec, rate_hz=10.0) as stream:
+        found = wait_until(
+            lambda: results_for(probe, stream.stamps, expected), TIMEOUT_S, action=lambda: probe.instruct(instruction)
+        )
+    assert found, f"no result for instruction {expected!r} within {TIMEOUT_S} s"
+    return stream, found[0]
+
+
+@pytest.mark.parametrize(
+    "depth_encoding, depth_scale", [("16UC1", 1), ("32FC1", 1), ("16UC1", 2)], ids=["16UC1", "32FC1", "16UC1-half-size"]
+)
+def test_every_output_arrives_with_the_rgb_header(perception, depth_encoding: str, depth_scale: int) -> None:
+    probe, node = perception
+    spec = FrameSpec(depth_encoding=depth_encoding, depth_scale=depth_scale)
+    instruction = f"open the top drawer ({depth_encoding}, scale {depth_scale})"
+    with FrameStream(probe, spec, rate_hz=10.0) as stream:
+        stamp = wait_until(lambda: complete_stamp(probe, stream.stamps, instruction), TIMEOUT_S,
+                           action=lambda: probe.instruct(instruction))
+    assert stamp, f"not every output topic published for one frame:\n{node.log()[-3000:]}"
+
+    for topic in OUTPUT_TOPICS:
+        header = header_of(topic, message_at(probe, topic, stamp))
+        assert header.frame_id == FRAME_ID, topic
+        assert stamp_to_ns(header.stamp) == stamp, topic
+
+    mask = message_at(probe, "mask", stamp)
+    assert (mask.encoding, mask.width, mask.height) == ("mono8", spec.width, spec.height)
+    assert set(np.unique(np.frombuffer(mask.data, np.uint8))) <= {0, 255}
+    debug = message_at(probe, "debug_image", stamp)
+    assert (debug.encoding, debug.width, debug.height) == ("rgb8", spec.width, spec.height)
+    assert image_to_numpy(debug).shape == (spec.height, spec.width, 3)
+
+    result = message_at(probe, "result", stamp)
+    assert result.instruction == instruction
+    assert (result.mask.width, result.mask.height) == (spec.width, spec.height)
+    axis = np.array([result.axis.x, result.axis.y, result.axis.z])
+    assert np.linalg.norm(axis) == pytest.approx(1.0, abs=1e-4)
+    assert len(result.trajectory) == 20
+    assert 0 <= result.interaction_u < spec.width and 0 <= result.interaction_v < spec.height
+    assert result.inference_time_ms > 0
+
+    pose = message_at(probe, "interaction_pose", stamp).pose
+    point = np.array([pose.position.x, pose.position.y, pose.position.z])
+    assert spec.plane.distance_to(point) < 0.02, "the interaction point is not on the depth surface"
+    first = result.trajectory[0]
+    np.testing.assert_allclose([first.x, first.y, first.z], point, atol=1e-5)
+    q = pose.orientation
+    assert np.linalg.norm([q.x, q.y, q.z, q.w]) == pytest.approx(1.0, abs=1e-5)
+    approach = rotate_z(q)
+    assert approach @ spec.plane.normal > 0.9, "+z of the pose must point into the plane"
+
+    path = message_at(probe, "trajectory", stamp)
+    assert len(path.poses) == 20
+    np.testing.assert_allclose(
+        [[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in path.poses],
+        [[t.x, t.y, t.z] for t in result.trajectory], atol=1e-5,
+    )
+    arrow = message_at(probe, "axis_marker", stamp)
+    start, end = (np.array([p.x, p.y, p.z]) for p in arrow.points)
+    np.testing.assert_allclose(end - start, AXIS_MARKER_LENGTH_M * axis, atol=1e-4)
+    markers = message_at(probe, "markers", stamp).markers
+    assert len(markers) == 4 and all(m.header.frame_id == FRAME_ID for m in markers)
+
+
+def rotate_z(q: Any) -> np.ndarray:
+    """The +z axis of the unit quaternion ``q``."""
+    x, y, z, w = q.x, q.y, q.z, q.w
+    return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
+
+
+def test_instruction_is_sticky_encoded_once_and_empty_stops(perception) -> None:
+    probe, node = perception
+    spec = FrameSpec()
+    _, _ = run_until_result(probe, spec, "open the left door")
+    assert wait_until(lambda: probe.diagnostic_count("frames_processed") > 0, TIMEOUT_S)
+    encoded = probe.diagnostic_count("instructions_encoded")
+
+    with FrameStream(probe, spec, rate_hz=10.0) as stream:
+        for _ in range(5):  # the same instruction again: changes nothing, encodes nothing
+            probe.instruct("open the left door")
+        first = len(stream.stamps)
+        assert wait_until(lambda: len(results_for(probe, stream.stamps[first:], "open the left door")) >= 3, TIMEOUT_S)
+        processed = probe.diagnostic_count("frames_processed")
+        assert wait_until(lambda: probe.diagnostic_count("frames_processed") > processed, TIMEOUT_S)
+        assert probe.diagnostic_count("instructions_encoded") == encoded
+
+        probe.instruct("   ")  # whitespace = stop
+        assert wait_until(
+            lambda: any(m.markers and m.markers[0].action == m.markers[0].DELETEALL for m in probe.messages("markers")),
+            TIMEOUT_S,
+        ), "stopping did not clear the markers"
+        stopped_at = probe.now_ns()
+        time.sleep(3.0)  # frames keep coming for 3 s: none may be processed
+        late = [r for r in probe.messages("result") if stamp_to_ns(r.header.stamp) > stopped_at + 500_000_000]
+        assert late == [], "results were published after the empty instruction"
+        assert "processing stopped" in node.log()
+
+        response = probe.query("which handle opens the door")  # the query still works while stopped
+        assert response.success, response.message
+
+        count = len(stream.stamps)
+        probe.instruct("pull the handle")
+        assert wait_until(lambda: results_for(probe, stream.stamps[count:], "pull the handle"), TIMEOUT_S,
+                          action=lambda: probe.instruct("pull the handle"))
+    assert wait_until(lambda: probe.diagnostic_count("instructions_encoded") == encoded + 1, TIMEOUT_S)
+
+
+def test_long_instruction_is_truncated_with_a_warning(perception) -> None:
+    probe, node = perception
+    long_instruction = "open the drawer " * 125  # 2000 characters
+    expected = long_instruction.strip()[:MAX_INSTRUCTION_CHARS]
+    _, result = run_until_result(probe, FrameSpec(), long_instruction, expected)
+    assert len(result.instruction) == MAX_INSTRUCTION_CHARS
+    assert f"instruction of {len(long_instruction.strip())} characters truncated" in node.log()
+
+
+def test_query_answers_on_the_newest_frame(perception) -> None:
+    probe, _ = perception
+    spec = FrameSpec(depth_encoding="32FC1")
+    with FrameStream(probe, spec, rate_hz=10.0) as stream:
+        assert wait_until(lambda: len(stream.stamps) >= 5, TIMEOUT_S)
+        response = probe.query("open the microwave")
+        sent = list(stream.stamps)
+    assert response.success, response.message
+    result = response.result
+    assert result.instruction == "open the microwave"
+    assert result.header.frame_id == FRAME_ID
+    assert stamp_to_ns(result.header.stamp) in sent[-10:], "the query did not use a recent frame"
+    assert (result.mask.width, result.mask.height) == (spec.width, spec.height)
+    assert len(result.trajectory) == 20
+
+    empty = probe.query("  ")
+    assert not empty.success and "empty" in empty.message
+
+
+BAD_INPUTS = {
+    "unsupported-rgb-encoding": (FrameSpec(rgb_encoding="yuv422"), "RGB image encoding 'yuv422'"),
+    "unsupported-depth-encoding": (FrameSpec(depth_encoding="8UC1"), "depth image encoding '8UC1'"),
+    "depth-size-not-integer-scale": (FrameSpec(depth_size=(100, 75)), "not an integer scale"),
+    "depth-all-invalid": (FrameSpec(zero_depth=True), "no valid pixel"),
+    "rgb-data-too-short": (FrameSpec(truncate_rgb=True), "expected step x height"),
+    "camera-info-zero-K": (FrameSpec(zero_K=True), "camera_info K"),
+    "no-camera-info": (FrameSpec(send_camera_info=False), "do not synchronize"),
+    "stale-frames": (FrameSpec(stamp_offset_s=-5.0), "older than max_frame_age_s"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_logged_skipped_and_the_node_keeps_serving(perception, case: str) -> None:
+    probe, node = perception
+    bad_spec, expected_log = BAD_INPUTS[case]
+    instruction = f"open the drawer ({case})"
+    with FrameStream(probe, bad_spec, rate_hz=10.0) as bad:
+        logged = wait_until(lambda: expected_log in node.log(), TIMEOUT_S, action=lambda: probe.instruct(instruction))
+    assert logged, f"no log line with {expected_log!r}:\n{node.log()[-3000:]}"
+    assert node.alive()
+    assert results_for(probe, bad.stamps) == [], "a result was published for a bad frame"
+    assert node.log().count(expected_log) <= 3, "the bad input is not throttled in the log"
+
+    run_until_result(probe, FrameSpec(), instruction)  # still serving valid frames
+    assert node.alive()
+
+
+def test_frame_id_mismatch_is_warned_once_and_the_rgb_frame_is_used(perception) -> None:
+    probe, node = perception
+    spec = FrameSpec(depth_frame_id="some_depth_frame")
+    for _ in range(2):
+        _, result = run_until_result(probe, spec, "open the fridge")
+        assert result.header.frame_id == FRAME_ID
+    assert node.log().count("differs from depth frame_id") == 1
+
+
+def test_load_30hz_outputs_stay_recent_without_backlog_or_memory_growth(perception) -> None:
+    probe, node = perception
+    process = psutil.Process(node.popen.pid)
+    spec = FrameSpec(width=320, height=240)
+    instruction = "open the bottom drawer under load"
+    _, _ = run_until_result(probe, spec, instruction)
+    first_result = len(probe.messages("result"))
+    rss_samples: list[int] = []
+    with FrameStream(probe, spec, rate_hz=30.0) as stream:
+        start = time.monotonic()
+        while time.monotonic() - start < 15.0:
+            time.sleep(1.0)
+            rss_samples.append(process.memory_info().rss)
+        sent = len(stream.stamps)
+    results = [(t, r) for t, r in probe.timed("result")[first_result:] if r.instruction == instruction]
+    assert len(results) >= 5, f"only {len(results)} results in 15 s:\n{node.log()[-2000:]}"
+    assert sent >= 15 * 30 * 0.7, f"the test could only publish {sent} frames in 15 s"
+
+    # Every output refers to a frame that was the newest when the model became free: its age on arrival
+    # is bounded by the model time plus transport, never by a queue of waiting frames.
+    ages_s = [t - stamp_to_ns(r.header.stamp) * 1e-9 for t, r in results]
+    model_s = [r.inference_time_ms * 1e-3 for _, r in results]
+    too_old = [(round(a, 2), round(m, 2)) for a, m in zip(ages_s, model_s) if a > 2.0 * m + 1.0]
+    assert not too_old, f"outputs lag behind the input (age s, model s): {too_old}"
+    third = len(ages_s) // 3
+    assert np.median(ages_s[-third:]) < np.median(ages_s[:third]) + 0.5, f"ages grow: {ages_s}"
+
+    diagnostics = probe.diagnostics()
+    assert diagnostics is not None and float(diagnostics["frames_in"]) > 0
+    if np.mean(model_s) > 1.0 / 30.0:
+        assert probe.diagnostic_count("dropped_replaced") > 0, "frames must replace each other, not queue"
+
+    settled = rss_samples[len(rss_samples) // 3:]
+    growth_mb = (max(settled) - settled[0]) / 2**20
+    assert growth_mb < 50, f"RSS grew by {growth_mb:.0f} MB under load: {[s // 2**20 for s in rss_samples]}"
