@@ -75,7 +75,8 @@ def read_checkpoint(path: PathArg) -> dict[str, Any]:
 
 def model_params_from_checkpoint(checkpoint: Mapping[str, Any], source: str = "checkpoint") -> ModelParams:
     """The :class:`ModelParams` stored in ``hyper_parameters["model_params"]`` (a plain dict)."""
-    stored = checkpoint.get("hyper_parameters", {}).get("model_params")
+    hyper_parameters = checkpoint.get("hyper_parameters")
+    stored = hyper_parameters.get("model_params") if isinstance(hyper_parameters, Mapping) else None
     if not isinstance(stored, Mapping):
         raise CheckpointError(
             f"{source} has no hyper_parameters['model_params'] dict: it was not written by SegAffordanceModule"

@@ -21,8 +21,6 @@ from typing import NoReturn, Optional
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 EXIT_USER_ERROR = 2
 
 
@@ -200,7 +198,7 @@ def _add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (the data set root)")
     parser.add_argument("--num", type=int, required=True, help="number of images")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--size", default="640x480", metavar="WxH", help="image size (default: %(default)s)")
+    parser.add_argument("--size", metavar="WxH", help="image size (default: generate_dataset's, 256x256)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (default: %(default)s)")
 
 
@@ -208,15 +206,13 @@ def _run_synth(args: argparse.Namespace) -> int:
     """Render a synthetic articulated-furniture data set in the OPD or SceneFun3D format."""
     from segaff_core.synth import generate_dataset
 
-    if args.num <= 0:
-        raise CliError(f"--num must be positive, got {args.num}")
-    if args.workers <= 0:
-        raise CliError(f"--workers must be positive, got {args.workers}")
-    height, width = parse_size(args.size, "--size")
-    generate_dataset(
-        args.format, args.out, num_images=args.num, seed=args.seed, image_size=(height, width), workers=args.workers
+    size = {"image_size": parse_size(args.size, "--size")} if args.size else {}
+    summary = generate_dataset(args.format, args.out, args.num, args.seed, workers=args.workers, **size)
+    splits = ", ".join(f"{split} {count}" for split, count in summary.images_per_split.items())
+    print(
+        f"wrote {summary.num_images} images ({splits}) with {summary.num_parts} parts of {summary.num_scenes} "
+        f"scenes in the {summary.format} format to {summary.out} in {summary.seconds:.1f} s"
     )
-    print(f"wrote {args.num} {args.format} images to {args.out}")
     return 0
 
 
@@ -250,7 +246,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     try:
         return args.run(args)
-    except (CliError, FileNotFoundError, ValueError) as error:  # ValueError: bad inputs, CheckpointError
+    except (CliError, OSError, ValueError) as error:  # OSError: files; ValueError: inputs, CheckpointError
         message = " ".join(str(error).split())
         sys.stderr.write(f"segaff {args.command}: error: {message}\n")
         return EXIT_USER_ERROR

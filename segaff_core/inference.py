@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segaff_core import geometry
+from segaff_core import checkpoint, geometry
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD
 from segaff_core.model import SegAffordanceModel, TextFeatures
 from segaff_core.text import tokenize
@@ -104,16 +104,21 @@ def _json_list(array: np.ndarray) -> list[Any]:
 
 
 def resolve_device(device: Union[str, torch.device]) -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU; a CUDA device asked for but absent falls back to the CPU."""
+    """``"auto"``: CUDA when available, else the CPU; a CUDA device asked for but absent: the CPU, with a warning."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
         raise ValueError(f"unknown device {device!r}: {error}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        log.warning("device %s asked for but CUDA is not available: running on the CPU", device)
-        return torch.device("cpu")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            log.warning("device %s asked for but CUDA is not available: running on the CPU", device)
+            return torch.device("cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            log.warning("device %s asked for but only %d CUDA device(s) exist: running on the CPU",
+                        device, torch.cuda.device_count())
+            return torch.device("cpu")
     return resolved
 
 
@@ -205,16 +210,14 @@ class Predictor:
         Raises FileNotFoundError naming the missing file and
         :class:`~segaff_core.checkpoint.CheckpointError` for an unsafe or incompatible one.
         """
-        from segaff_core.checkpoint import DEFAULT_CHECKPOINT, load_model
-
         if path is None:
-            if not DEFAULT_CHECKPOINT.is_file():
+            path = checkpoint.DEFAULT_CHECKPOINT
+            if not path.is_file():
                 raise FileNotFoundError(
-                    f"default checkpoint {DEFAULT_CHECKPOINT} is not there (it is shipped separately): "
+                    f"default checkpoint {path} is not there (it is shipped separately): "
                     "put it there or name a checkpoint explicitly"
                 )
-            path = DEFAULT_CHECKPOINT
-        model, _ = load_model(path)
+        model, _ = checkpoint.load_model(path)
         return cls(model, device=device, **kwargs)
 
     @contextmanager

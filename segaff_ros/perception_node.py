@@ -174,16 +174,19 @@ class PerceptionNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        # What destroy_node needs comes first: rclpy destroys a node that failed half-way through __init__.
+        self._stop = threading.Event()
+        self._slot: LatestSlot[Frame] = LatestSlot()
+        self._worker = threading.Thread(target=self._work, name="segaff_worker", daemon=True)
         self._core_log_handler = _ForwardToNodeLogger(self)
         core_logger = logging.getLogger("segaff_core")
         core_logger.setLevel(logging.INFO)
         core_logger.addHandler(self._core_log_handler)
+
         self._params: PerceptionParams = self._declare_parameters()
         self._predictor: Predictor = self._load_predictor()
         self._predictor_lock = threading.Lock()
         self._stats = PipelineStats([topic for topic, _ in INPUT_TOPICS])
-        self._slot: LatestSlot[Frame] = LatestSlot()
-        self._stop = threading.Event()
         self._frame_lock = threading.Lock()
         self._latest_frame: Optional[Frame] = None
         self._instruction: str = ""
@@ -213,7 +216,6 @@ class PerceptionNode(Node):
         )
         self._diagnostics_timer: Timer = self.create_timer(1.0, self._on_diagnostics_timer, input_group)
 
-        self._worker = threading.Thread(target=self._work, name="segaff_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"ready: synchronizing {', '.join(self.resolve_topic_name(t) for t, _ in INPUT_TOPICS)} "
@@ -522,7 +524,8 @@ class PerceptionNode(Node):
         """Stop the worker (it finishes its frame), then destroy the node."""
         self._stop.set()
         self._slot.close()
-        self._worker.join(timeout=10.0)
+        if self._worker.is_alive():
+            self._worker.join(timeout=10.0)
         logging.getLogger("segaff_core").removeHandler(self._core_log_handler)
         super().destroy_node()
 

@@ -21,6 +21,7 @@ from segaff_core.inference import (
     Predictor,
     check_depth_size,
     lift_point,
+    prediction_from_outputs,
     resolve_device,
 )
 from segaff_core.geometry import robust_depth_at
@@ -75,7 +76,8 @@ def assert_same_prediction(a: AffordancePrediction, b: AffordancePrediction) -> 
     np.testing.assert_array_equal(a.mask, b.mask)
     for name in ("mask_score", "point_px", "point_3d", "approach", "axis", "origin", "trajectory"):
         np.testing.assert_array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)), err_msg=name)
-    assert (a.motion_type, a.motion_type_confidence, a.valid_3d) == (b.motion_type, b.motion_type_confidence, b.valid_3d)
+    for name in ("motion_type", "motion_type_confidence", "valid_3d"):
+        assert getattr(a, name) == getattr(b, name), name
 
 
 def test_outputs_at_full_resolution_with_unit_directions(prediction):
@@ -126,11 +128,32 @@ def test_lift_point_falls_back_to_the_mask_depth_then_to_nan(depth):
     assert np.isnan(point_3d).all() and np.isnan(approach).all()
 
 
-def test_origin_follows_the_motion_type(prediction, predictor, rgb, depth):
-    if prediction.motion_type == "translation":
-        np.testing.assert_array_equal(prediction.origin, prediction.point_3d)
-    else:
-        assert not np.array_equal(prediction.origin, prediction.point_3d)
+@pytest.mark.parametrize("motion_type", [0, 1])
+def test_outputs_to_prediction(depth, motion_type):
+    logits = torch.full((1, 1, HEIGHT // 4, WIDTH // 4), -5.0)
+    logits[..., 5:20, 10:25] = 5.0  # rows 20-80, columns 40-100 at full resolution
+    relative = torch.linspace(0, 1, 20)[:, None] * torch.tensor([0.0, 0.0, -0.2])
+    outputs = {
+        "mask_logits": logits,
+        "point_xy": torch.tensor([[0.5, 0.5]]),  # the image centre
+        "axis": torch.tensor([[0.0, 2.0, 0.0]]),
+        "motion_type_logits": torch.tensor([[1.0, 0.0]]) if motion_type == 0 else torch.tensor([[0.0, 3.0]]),
+        "origin_offset": torch.tensor([[0.3, 0.0, 0.0]]),
+        "trajectory": relative[None],
+    }
+    result = prediction_from_outputs(outputs, (HEIGHT, WIDTH), depth, K)
+    assert result.point_px == ((WIDTH - 1) / 2, (HEIGHT - 1) / 2)
+    outside = np.ones_like(result.mask)
+    outside[18:82, 38:102] = False  # bilinear upsampling blurs the edge by a pixel or two
+    assert result.mask[22:78, 42:98].all() and not result.mask[outside].any()
+    assert 0.95 < result.mask_score < torch.sigmoid(torch.tensor(5.0)).item()  # the mean inside the mask
+    assert result.motion_type == MOTION_TYPES[motion_type]
+    expected_confidence = outputs["motion_type_logits"][0].softmax(dim=0)[motion_type].item()
+    assert result.motion_type_confidence == pytest.approx(expected_confidence)
+    np.testing.assert_allclose(result.axis, [0.0, 1.0, 0.0])
+    expected_origin = result.point_3d + [0.3, 0.0, 0.0] if motion_type == 1 else result.point_3d
+    np.testing.assert_allclose(result.origin, expected_origin)
+    np.testing.assert_allclose(result.trajectory, result.point_3d + relative.numpy(), atol=1e-7)
 
 
 def test_deterministic(predictor, rgb, depth, prediction):
@@ -189,7 +212,13 @@ def test_to_dict_is_json_ready(prediction):
     assert encoded["motion_type"] == prediction.motion_type and encoded["point_px"] == list(prediction.point_px)
 
 
-BAD_K = [np.eye(2), K * np.nan, np.diag([0.0, 100.0, 1.0]), np.diag([100.0, -1.0, 1.0]), K + [[0, 0, 0], [0, 0, 0], [0, 1, 0]]]
+BAD_K = [
+    np.eye(2),  # shape
+    K * np.nan,  # not finite
+    np.diag([0.0, 100.0, 1.0]),  # fx = 0
+    np.diag([100.0, -1.0, 1.0]),  # fy < 0
+    K + [[0, 0, 0], [0, 0, 0], [0, 1, 0]],  # last row
+]
 
 
 @pytest.mark.parametrize("bad_K", BAD_K)

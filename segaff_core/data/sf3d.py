@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -13,7 +12,6 @@ from segaff_core.data.common import (
     TRAJECTORY_POINTS,
     AffordanceDataset,
     DatasetError,
-    ProcessLocal,
     RawSample,
     check_intrinsics,
     check_polygons,
@@ -95,7 +93,6 @@ class SF3DDataset(AffordanceDataset):
         self.lmdb_path = Path(lmdb_path) if lmdb_path is not None else self.root / "data.lmdb"
         self.keys = self._split_keys(read_metadata(self.lmdb_path), split)
         super().__init__(len(self.keys), input_size, skip_bad, augment)
-        self._env = ProcessLocal(partial(open_lmdb, self.lmdb_path))
         log.info("SceneFun3D %s: %d records (split %s)", self.lmdb_path, len(self.keys), split or "all")
 
     def _split_keys(self, metadata: dict[str, Any], split: Optional[str]) -> list[str]:
@@ -114,7 +111,7 @@ class SF3DDataset(AffordanceDataset):
 
     def _read_record(self, index: int) -> dict[str, Any]:
         key = self.keys[index]
-        with self._env.get().begin() as txn:
+        with open_lmdb(self.lmdb_path).begin() as txn:
             data = txn.get(key.encode("utf-8"))
         if data is None:
             raise DatasetError(f"{self.describe(index)} is missing")

@@ -7,6 +7,7 @@ one record. Records are validated when written and when read; errors name the ke
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -38,6 +39,7 @@ _OPTIONAL_ARRAY_FIELDS: dict[str, tuple[Optional[int], ...]] = {
 }
 _STRING_FIELDS = ("rgb_path", "depth_path", "description")
 _COMMIT_EVERY = 1000
+_ENVIRONMENTS: dict[str, tuple[int, lmdb.Environment]] = {}  # resolved path -> (pid, environment)
 
 PathLike = Union[str, Path]
 
@@ -125,6 +127,7 @@ def write_lmdb(
     """
     keys: list[str] = []
     seen: set[str] = set()
+    _close_lmdb(path)
     env = lmdb.open(str(path), map_size=map_size, subdir=True)
     try:
         txn = env.begin(write=True)
@@ -151,20 +154,41 @@ def write_lmdb(
 
 
 def open_lmdb(path: PathLike) -> lmdb.Environment:
-    """``path`` opened read-only for many readers: no lock file, no readahead."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"SceneFun3D LMDB not found: {path}")
-    return lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+    """The read-only environment of ``path`` (no lock file, no readahead) of this process.
+
+    LMDB allows one environment per file and process, and none inherited over fork: so it is opened
+    once per process and shared by every dataset reading ``path``; a forked worker closes its copy of
+    the parent's environment (its own mapping and descriptors only) and opens its own.
+    """
+    name = str(Path(path).resolve())
+    pid, env = _ENVIRONMENTS.get(name, (None, None))
+    if env is None or pid != os.getpid():
+        if env is not None:
+            env.close()
+        if not Path(path).exists():
+            raise FileNotFoundError(f"SceneFun3D LMDB not found: {path}")
+        env = lmdb.open(name, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+        _ENVIRONMENTS[name] = (os.getpid(), env)
+    return env
+
+
+def opened_in(path: PathLike) -> Optional[int]:
+    """The pid whose read-only environment of ``path`` is cached (None when none is)."""
+    return _ENVIRONMENTS.get(str(Path(path).resolve()), (None, None))[0]
+
+
+def _close_lmdb(path: PathLike) -> None:
+    _, env = _ENVIRONMENTS.pop(str(Path(path).resolve()), (None, None))
+    if env is not None:
+        env.close()
 
 
 def read_metadata(path: PathLike) -> dict[str, Any]:
     """The validated metadata of the LMDB at ``path``."""
-    env = open_lmdb(path)
-    try:
-        with env.begin() as txn:
-            data = txn.get(METADATA_KEY)
-    finally:
-        env.close()
+    if not Path(path).exists():
+        raise FileNotFoundError(f"SceneFun3D LMDB not found: {path}")
+    with open_lmdb(path).begin() as txn:
+        data = txn.get(METADATA_KEY)
     if data is None:
         raise DatasetError(f"{path}: no {METADATA_KEY.decode()} record")
     try:

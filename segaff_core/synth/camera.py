@@ -34,15 +34,15 @@ class Camera:
         """World points (..., 3) in the camera frame."""
         return points @ self.rotation.T + self.world_to_camera[:3, 3]
 
-    def rays(self) -> np.ndarray:
-        """One ray per pixel (H, W, 6) float32 (origin, direction); the direction has camera z = 1, so a
-        ray's hit distance is the depth of the hit point. Pixel centres are at integer coordinates."""
-        u, v = np.meshgrid(np.arange(self.width, dtype=np.float64), np.arange(self.height, dtype=np.float64))
+    def ray_directions(self) -> np.ndarray:
+        """One world-frame ray direction per pixel, row-major (H * W, 3) float32, scaled so that camera z = 1:
+        a ray's hit distance is then the depth of the hit point. Pixel centres are at integer coordinates."""
         k = self.K
-        local = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u)], axis=-1)
-        directions = local @ self.rotation  # (R^T d) row-wise: camera -> world
-        origins = np.broadcast_to(self.position, directions.shape)
-        return np.concatenate([origins, directions], axis=-1).astype(np.float32)
+        x = ((np.arange(self.width) - k[0, 2]) / k[0, 0]).astype(np.float32)
+        y = ((np.arange(self.height) - k[1, 2]) / k[1, 1]).astype(np.float32)
+        r = self.rotation.astype(np.float32)  # rows: camera axes in the world
+        directions = x[None, :, None] * r[0] + y[:, None, None] * r[1] + r[2]
+        return directions.reshape(-1, 3)
 
 
 def look_at(position: np.ndarray, target: np.ndarray, roll_rad: float) -> np.ndarray:

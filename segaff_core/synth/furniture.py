@@ -60,7 +60,7 @@ def sample_finish(sb: SceneBuilder, rng: np.random.Generator, appliance: bool = 
     accent_t = tuple(float(c) for c in np.clip(np.array(accent) * tint, 0, 1))
     scale = float(rng.uniform(0.012, 0.03))
     offset = tuple(float(o) for o in rng.uniform(-50, 50, size=3))
-    specular = 0.5 if kind == "metal" else float(rng.uniform(0.0, 0.15))
+    specular = 0.5 if kind == "metal" else 0.0
     ids = [
         sb.add_material(Material(kind, colour_t, accent_t, scale, axis, specular, name, offset))  # type: ignore[arg-type]
         for axis in (0, 2)
@@ -321,7 +321,7 @@ def _lidded(sb: SceneBuilder, rng: np.random.Generator, x0: float, kind: str, no
     style = HandleStyle(handle_style.kind, handle_style.material, min(handle_style.thickness_m, lid_t / 2.5),
                         handle_style.standoff_m, handle_style.max_length_m)
     handle = sb.add_handle(style, (x0 + width / 2, height + lid_t / 2), -depth - over, False, 0.3 * width, part)
-    hinge = np.array([x0 + width / 2, 0.0, height])
+    hinge = np.array([x0 + width / 2, 0.0, height + lid_t])  # along the top back edge of the lid
     sb.parts.append(Part(f"{name}/lid", "lid", ("lid",), index, 1, unit((-1, 0, 0)), hinge, handle,
                          style.kind, float(rng.uniform(1.2, 1.6))))
     return x0 + width + over

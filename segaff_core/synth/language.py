@@ -67,22 +67,29 @@ def _rank_words(rank: int, count: int, direction: Direction, line: bool = True) 
 
 
 def _position(values: dict[int, float], target: int, group: list[int], direction: Direction,
-              across: dict[int, float]) -> list[Modifier]:
-    """Order words that single ``target`` out of ``group`` along one direction ([] when tied);
-    ``across`` holds the other coordinate, to tell whether the group is a single line."""
+              across: dict[int, float], one_piece: bool = False) -> list[Modifier]:
+    """Order words that single ``target`` out of ``group`` along one direction ([] when tied).
+    ``across`` holds the other coordinate: inner ranks need a group that is a single line, or
+    ``one_piece`` (the parts of one piece of furniture, where rows and columns are counted)."""
     levels = _levels([values[i] for i in group])
     if direction == "vertical":
         levels = levels[::-1]
     level = _level_index(levels, values[target])
     if len(levels) < 2 or sum(_level_index(levels, values[i]) == level for i in group) != 1:
         return []
-    line = len(_levels([across[i] for i in group])) == 1
+    line = one_piece or len(_levels([across[i] for i in group])) == 1
     return _rank_words(level, len(levels), direction, line)
 
 
 def _members(values: dict[int, float], target: int, group: list[int]) -> list[int]:
     """Members of ``group`` on the same level as ``target``."""
     return [i for i in group if abs(values[i] - values[target]) <= LEVEL_TOLERANCE_M]
+
+
+def _lines(values: dict[int, float], group: list[int]) -> bool:
+    """Whether ``group`` forms lines along this coordinate (rows, or columns): 2+ members on every level."""
+    levels = _levels([values[i] for i in group])
+    return all(sum(_level_index(levels, values[i]) == k for i in group) >= 2 for k in range(len(levels)))
 
 
 @dataclass(frozen=True)
@@ -94,16 +101,17 @@ class _Referents:
     height: dict[int, float]
     extra: dict[int, tuple[str, ...]]  # further single-word properties: colour, handle kind
 
-    def modifiers(self, target: int, group: list[int]) -> list[Modifier]:
-        """Every modifier that singles ``target`` out of ``group`` (an empty one when it is alone)."""
+    def modifiers(self, target: int, group: list[int], one_piece: bool = False) -> list[Modifier]:
+        """Every modifier that singles ``target`` out of ``group`` (an empty one when it is alone);
+        ``one_piece``: the group belongs to one piece of furniture."""
         if group == [target]:
             return [Modifier()]
         found: list[Modifier] = []
-        found += _position(self.height, target, group, "vertical", self.lateral)
-        found += _position(self.lateral, target, group, "horizontal", self.height)
+        found += _position(self.height, target, group, "vertical", self.lateral, one_piece)
+        found += _position(self.lateral, target, group, "horizontal", self.height, one_piece)
         row = _members(self.height, target, group)
         column = _members(self.lateral, target, group)
-        if len(row) > 1:  # "the top-left drawer", "the left drawer in the top row"
+        if len(row) > 1 and _lines(self.height, group):  # "the top-left drawer", "the left drawer in the top row"
             for vertical in self._level_words(target, group, self.height, "vertical"):
                 for horizontal in _position(self.lateral, target, row, "horizontal", self.height):
                     side = horizontal.before.removesuffix("most")
@@ -111,7 +119,7 @@ class _Referents:
                             and not horizontal.after:
                         found.append(Modifier(f"{vertical}-{side}"))
                     found.append(Modifier(horizontal.before, f"{horizontal.after} in the {vertical} row".strip()))
-        if len(column) > 1:  # "the second drawer from the top in the left column"
+        if len(column) > 1 and _lines(self.lateral, group):  # "the second drawer from the top in the left column"
             for horizontal in self._level_words(target, group, self.lateral, "horizontal"):
                 for vertical in _position(self.height, target, column, "vertical", self.lateral):
                     found.append(Modifier(vertical.before, f"{vertical.after} in the {horizontal} column".strip()))
@@ -179,7 +187,7 @@ def referring_expressions(layout: SceneLayout) -> list[list[str]]:
                 if scope and " " in noun and not noun.startswith("cabinet"):
                     continue  # not "the oven door of the oven", "the fridge door of the refrigerator"
                 group = [j for j in members if noun in parts[j].nouns]
-                phrases += [_phrase(m, noun, scope) for m in refs.modifiers(i, group)]
+                phrases += [_phrase(m, noun, scope) for m in refs.modifiers(i, group, one_piece=bool(scope))]
         out.append(list(dict.fromkeys(phrases)))
     return out
 

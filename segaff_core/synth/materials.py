@@ -93,48 +93,57 @@ class MaterialTable:
             offset=np.array([m.offset for m in materials], dtype=np.float32),
         )
 
-
     def albedo(self, points: np.ndarray, material_ids: np.ndarray) -> np.ndarray:
-        """Linear-RGB albedo (N, 3) of hit points (N, 3) (world metres) on the given materials (N,)."""
-        p = (points.astype(np.float32) + self.offset[material_ids]).T
-        colour = self.colour[material_ids]
-        accent = self.accent[material_ids]
-        scale = self.scale_m[material_ids]
-        axis = self.axis[material_ids]
+        """Linear-RGB albedo (N, 3) float32 of hit points (N, 3) (world metres) on the given materials (N,)."""
+        p = points.astype(np.float32) + self.offset[material_ids]
+        x, y, z = np.ascontiguousarray(p.T)
+        out = self.colour[material_ids] * (1.0 + 0.05 * _noise(x * 3.0, y * 3.0, z * 3.0))[:, None]
         kind = self.kind[material_ids]
-        rows = np.arange(len(material_ids))
-        along = p[axis, rows]
-        across_a = p[(axis + 1) % 3, rows]
-        across_b = p[(axis + 2) % 3, rows]
-        variation = 1.0 + 0.04 * _noise(*(p * 3.0)) + 0.02 * _noise(*(p * 40.0))
-        out = colour * variation[:, None]
-
-        wood = np.nonzero(kind == _KIND_CODES["wood"])[0]
-        if len(wood):
-            across = across_a[wood] + across_b[wood]
-            bend = _noise(along[wood] * 1.5, across * 4.0, across * 1.3)
-            rings = 0.5 + 0.5 * np.sin(np.float32(2 * np.pi) * (across / scale[wood] + 2.5 * bend))
-            t = (rings**4)[:, None]
-            out[wood] = (colour[wood] * (1 - t) + accent[wood] * t) * variation[wood, None]
-
-        tiles = np.nonzero(kind == _KIND_CODES["tiles"])[0]
-        if len(tiles):
-            fu, fv = across_a[tiles] / scale[tiles], across_b[tiles] / scale[tiles]
-            iu, iv = np.floor(fu), np.floor(fv)
-            grout = np.minimum(fu - iu, fv - iv) < 0.035
-            tint = 0.9 + 0.2 * _hash(iu, iv)
-            out[tiles] = np.where(grout[:, None], accent[tiles], colour[tiles] * tint[:, None])
-
-        planks = np.nonzero(kind == _KIND_CODES["planks"])[0]
-        if len(planks):
-            # Floor planks run along `axis` (0 or 1) and are `scale` wide along the other horizontal axis.
-            width = p[1 - axis[planks], planks] / scale[planks]
-            index = np.floor(width)
-            length = (along[planks] + 1.7 * _hash(index, index + 7)) / 1.2
-            seam = ((width - index) < 0.04) | ((length - np.floor(length)) < 0.004)
-            tone = 0.8 + 0.35 * _hash(index, np.floor(length))
-            wobble = _noise(p[0, planks], p[1, planks], p[2, planks] * 4.0)
-            grain = (0.5 + 0.5 * np.sin(np.float32(2 * np.pi) * (width * scale[planks] / 0.012 + 2.0 * wobble))) ** 4
-            base = colour[planks] * (1 - 0.25 * grain[:, None]) + accent[planks] * (0.25 * grain[:, None])
-            out[planks] = np.where(seam[:, None], accent[planks] * 0.6, base * tone[:, None])
+        for code, shader in ((_KIND_CODES["wood"], self._wood), (_KIND_CODES["tiles"], self._tiles),
+                             (_KIND_CODES["planks"], self._planks)):
+            subset = np.nonzero(kind == code)[0]
+            if len(subset):
+                out[subset] = shader((x[subset], y[subset], z[subset]), material_ids[subset])
         return np.clip(out, 0.0, 1.0)
+
+    def _axes(self, xyz: tuple[np.ndarray, ...], materials: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Coordinates along each material's axis and the two across it."""
+        axis = self.axis[materials]
+        return tuple(np.choose((axis + k) % 3, xyz) for k in range(3))
+
+    def _wood(self, xyz: tuple[np.ndarray, ...], materials: np.ndarray) -> np.ndarray:
+        """Grain: wavy rings across the grain direction, darker towards the accent colour."""
+        along, across_a, across_b = self._axes(xyz, materials)
+        across = across_a + across_b
+        bend = _noise(along * 1.5, across * 4.0, across * 1.3)
+        rings = 0.5 + 0.5 * np.sin(np.float32(2 * np.pi) * (across / self.scale_m[materials] + 2.5 * bend))
+        t = (rings * rings) ** 2
+        colour, accent = self.colour[materials], self.accent[materials]
+        return colour + (accent - colour) * t[:, None]
+
+    def _tiles(self, xyz: tuple[np.ndarray, ...], materials: np.ndarray) -> np.ndarray:
+        """Square tiles of size ``scale`` on the plane normal to ``axis``, with grout lines."""
+        _, across_a, across_b = self._axes(xyz, materials)
+        scale = self.scale_m[materials]
+        fu, fv = across_a / scale, across_b / scale
+        iu, iv = np.floor(fu), np.floor(fv)
+        grout = np.minimum(fu - iu, fv - iv) < 0.035
+        tint = 0.9 + 0.2 * _hash(iu, iv)
+        return np.where(grout[:, None], self.accent[materials], self.colour[materials] * tint[:, None])
+
+    def _planks(self, xyz: tuple[np.ndarray, ...], materials: np.ndarray) -> np.ndarray:
+        """Floor planks along ``axis`` (0 or 1), ``scale`` wide, staggered, with seams and grain."""
+        x, y, z = xyz
+        axis = self.axis[materials]
+        along, width_m = np.where(axis == 0, x, y), np.where(axis == 0, y, x)
+        scale = self.scale_m[materials]
+        width = width_m / scale
+        index = np.floor(width)
+        length = (along + 1.7 * _hash(index, index + 7)) / 1.2
+        seam = ((width - index) < 0.04) | ((length - np.floor(length)) < 0.004)
+        tone = 0.8 + 0.35 * _hash(index, np.floor(length))
+        grain = 0.5 + 0.5 * np.sin(np.float32(2 * np.pi) * (width_m / 0.012 + 2.0 * _noise(x, y, z * 4.0)))
+        grain = 0.25 * (grain * grain) ** 2
+        colour, accent = self.colour[materials], self.accent[materials]
+        base = (colour + (accent - colour) * grain[:, None]) * tone[:, None]
+        return np.where(seam[:, None], accent * 0.6, base)

@@ -1,7 +1,7 @@
 """Writes rendered views in the OPDReal layout that :class:`segaff_core.data.OPDDataset` reads.
 
 ``<out>/{split}.h5`` (``{split}_images`` (N, H, W, 3) uint8, ``{split}_filenames``), ``<out>/depth.h5``
-(``depth_images`` (N, H, W, 1) float32 millimetres, ``depth_filenames``),
+(``depth_images`` (N, H, W, 1) float32 whole millimetres, ``depth_filenames``),
 ``<out>/annotations_bwdf/MotionNet_{split}.json`` (COCO with per-part motion, camera intrinsic and
 extrinsic matrices column-major; the extrinsic maps world to camera) and ``<out>/real-attr.json``
 (``{model_id: {"diameter": metres}}``). Image names are ``<model>-<frame>.png`` with the scene index as
@@ -72,7 +72,7 @@ class OPDWriter:
         self._depth.create_dataset("depth_images", shape=(count, height, width, 1), dtype=np.float32,
                                    chunks=(1, height, width, 1) if count else None,
                                    compression="gzip" if count else None, compression_opts=1 if count else None,
-                                   track_times=False)
+                                   shuffle=bool(count), track_times=False)
         _names_dataset(self._depth, "depth_filenames", all_depth_names)
         self._images: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
         self._annotations: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
@@ -82,7 +82,7 @@ class OPDWriter:
     def add(self, scene: int, view: int, sample: SceneSample) -> None:
         split, row, depth_row = self._rows[(scene, view)]
         self._files[split][f"{split}_images"][row] = sample.rgb
-        self._depth["depth_images"][depth_row] = (sample.depth_m * 1000.0)[:, :, None]
+        self._depth["depth_images"][depth_row] = np.round(sample.depth_m * 1000.0)[:, :, None]
         height, width = sample.depth_m.shape
         image_id = depth_row + 1
         image = {

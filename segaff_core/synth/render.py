@@ -69,29 +69,32 @@ class Renderer:
         self._materials = MaterialTable.from_materials(layout.materials)
 
     def render(self, camera: Camera, lighting: Lighting) -> Render:
-        rays = camera.rays().reshape(-1, 6)
+        directions = camera.ray_directions()
+        origin = camera.position.astype(np.float32)
+        rays = np.concatenate([np.broadcast_to(origin, directions.shape), directions], axis=1)
         hits = self._scene.cast_rays(o3c.Tensor(rays), nthreads=self._threads)
         distance = hits["t_hit"].numpy()
-        hit = np.isfinite(distance)
-        triangles = hits["primitive_ids"].numpy()[hit].astype(np.int64)
-        part_ids = np.full(len(rays), -1, dtype=np.int64)
-        part_ids[hit] = self._triangle_part[triangles]
-        depth = np.where(hit, distance, np.float32(0.0))
+        miss = ~np.isfinite(distance)
+        distance[miss] = 0.0
+        triangles = hits["primitive_ids"].numpy().astype(np.int64)
+        triangles[miss] = 0
+        part_ids = self._triangle_part[triangles]
+        part_ids[miss] = -1
 
-        directions = rays[hit, 3:]
-        points = rays[hit, :3] + distance[hit, None] * directions
-        normals = hits["primitive_normals"].numpy()[hit]
+        points = origin + distance[:, None] * directions
+        normals = hits["primitive_normals"].numpy()
         normals *= -np.sign(_rowdot(normals, directions))[:, None]
-        colour = np.empty((len(rays), 3), dtype=np.float32)
-        colour[~hit] = _BACKGROUND
-        colour[hit] = self._shade(points, normals, directions, triangles, lighting)
+        colour = self._shade(points, normals, directions, triangles, lighting)
+        colour[miss] = _BACKGROUND
 
         image = cv2.GaussianBlur(colour.reshape(camera.height, camera.width, 3), (3, 3), 0.6)
         noise_rng = np.random.default_rng(lighting.noise_seed)
         image *= np.float32(lighting.exposure)
-        image += noise_rng.standard_normal(image.shape, dtype=np.float32) * np.float32(lighting.noise_std / 255)
+        grain = noise_rng.standard_normal((*image.shape[:2], 1), dtype=np.float32)  # grey sensor noise
+        image += grain * np.float32(lighting.noise_std / 255)
         rgb = _GAMMA_LUT[(np.clip(image, 0.0, 1.0) * (len(_GAMMA_LUT) - 1)).astype(np.int64)]
-        return Render(rgb, depth.reshape(camera.height, camera.width), part_ids.reshape(camera.height, camera.width))
+        shape = (camera.height, camera.width)
+        return Render(rgb, distance.reshape(shape), part_ids.reshape(shape))
 
     def _shade(self, points: np.ndarray, normals: np.ndarray, directions: np.ndarray, triangles: np.ndarray,
                lighting: Lighting) -> np.ndarray:
@@ -114,6 +117,8 @@ class Renderer:
             view = -directions[shiny] / np.sqrt(_rowdot(directions[shiny], directions[shiny]))[:, None]
             half = light_dir[shiny] + view
             half /= np.sqrt(_rowdot(half, half))[:, None]
-            highlight = np.clip(_rowdot(normals[shiny], half), 0, None) ** 40
+            cosine = np.clip(_rowdot(normals[shiny], half), 0, None)
+            cosine_5 = (cosine * cosine) ** 2 * cosine
+            highlight = ((cosine_5 * cosine_5) ** 2) ** 2  # cosine ** 40, cheaper than power()
             out[shiny] += (self._materials.specular[materials[shiny]] * highlight * direct[shiny])[:, None]
         return out

@@ -16,7 +16,7 @@ def _floor_material(rng: np.random.Generator) -> Material:
         tone = rng.uniform(0.6, 1.2)
         colour = tuple(float(c) for c in np.clip(np.array([0.55, 0.38, 0.22]) * tone, 0, 1))
         accent = tuple(float(c) for c in np.clip(np.array([0.35, 0.22, 0.12]) * tone, 0, 1))
-        return Material("planks", colour, accent, float(rng.uniform(0.1, 0.2)), int(rng.integers(2)), 0.05,
+        return Material("planks", colour, accent, float(rng.uniform(0.1, 0.2)), int(rng.integers(2)), 0.0,
                         "wooden", offset)  # type: ignore[arg-type]
     grey = float(rng.uniform(0.3, 0.9))
     colour = (grey, grey * 0.97, grey * 0.93)

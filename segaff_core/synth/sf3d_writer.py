@@ -14,14 +14,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segaff_core.data.sf3d_format import write_lmdb
 from segaff_core.geometry import project
 from segaff_core.synth.masks import outline_yx
 from segaff_core.synth.sample import SceneSample
 
 SPLITS = ("train", "valid", "test")
 _DECIMALS = 6
-_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
 
 def _floats(values: Any) -> list[Any]:
@@ -73,6 +72,9 @@ class SF3DWriter:
 
     def close(self) -> None:
         """Write ``data.lmdb`` with the records and the splits."""
+        # Imported here: segaff_core.data pulls in torch, which rendering workers do not need.
+        from segaff_core.data.sf3d_format import write_lmdb
+
         ordered = [self._records[k] for k in sorted(self._records)]
         splits: dict[str, list[str]] = {split: [] for split in SPLITS}
         for (scene, _, _), (key, _) in sorted(self._records.items()):

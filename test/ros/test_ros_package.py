@@ -1,0 +1,104 @@
+"""The ROS package's files: package.xml, setup.cfg, launch files, parameters file and RViz config."""
+from __future__ import annotations
+
+import ast
+import configparser
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from ros_helpers import OUTPUT_TOPICS, REPO_ROOT
+
+LAUNCH_DIR = REPO_ROOT / "launch"
+PERCEPTION_LAUNCH_ARGUMENTS = {
+    "checkpoint", "device", "namespace", "camera_namespace", "rgb_topic", "depth_topic", "camera_info_topic",
+    "instruction_topic", "params_file", "rviz",
+}
+
+
+def test_package_xml_is_a_valid_format_3_ament_python_package() -> None:
+    catkin_pkg = pytest.importorskip("catkin_pkg.package")
+    package = catkin_pkg.parse_package(str(REPO_ROOT / "package.xml"))
+    package.validate()
+    assert (package.name, package.package_format, package.get_build_type()) == ("segaff_ros", 3, "ament_python")
+    exec_depends = {d.name for d in package.exec_depends}
+    assert {"rclpy", "sensor_msgs", "geometry_msgs", "nav_msgs", "std_msgs", "visualization_msgs", "segaff_msgs",
+            "message_filters", "diagnostic_msgs", "launch_ros", "rviz2"} <= exec_depends
+
+
+def test_setup_cfg_installs_executables_where_ros2_run_finds_them() -> None:
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    assert config["develop"]["script_dir"] == "$base/lib/segaff_ros"
+    assert config["install"]["install_scripts"] == "$base/lib/segaff_ros"
+
+
+def declared_arguments(path: Path) -> set[str]:
+    """Names of the DeclareLaunchArgument calls of a launch file, read without importing `launch`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DeclareLaunchArgument"
+        and node.args and isinstance(node.args[0], ast.Constant)
+    }
+
+
+def test_launch_files_declare_their_arguments() -> None:
+    assert declared_arguments(LAUNCH_DIR / "perception.launch.py") == PERCEPTION_LAUNCH_ARGUMENTS
+    assert {"checkpoint", "device", "rviz"} <= declared_arguments(LAUNCH_DIR / "demo.launch.py")
+
+
+def load_launch_module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["perception.launch.py", "demo.launch.py"])
+def test_launch_description_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # launch.actions, not launch: the repository's launch/ folder is a namespace package named `launch`
+    pytest.importorskip("launch.actions", reason="the ROS 2 `launch` package is not installable from PyPI wheels")
+    pytest.importorskip("launch_ros.actions", reason="`launch_ros` is not installable from PyPI wheels")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    from launch.actions import DeclareLaunchArgument
+
+    try:
+        get_package_share_directory("segaff_ros")
+    except PackageNotFoundError:
+        pytest.skip("segaff_ros is not installed into an ament prefix (colcon build)")
+    description = load_launch_module(LAUNCH_DIR / name).generate_launch_description()
+    names = {entity.name for entity in description.entities if isinstance(entity, DeclareLaunchArgument)}
+    expected = PERCEPTION_LAUNCH_ARGUMENTS if name == "perception.launch.py" else {"checkpoint", "device", "rviz"}
+    assert expected <= names
+
+
+def test_parameters_file_sets_every_declared_parameter_with_its_type() -> None:
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+    from segaff_ros.perception_node import _PARAMETERS
+
+    document = yaml.safe_load((REPO_ROOT / "config" / "perception.yaml").read_text())
+    (node_key, section), = document.items()
+    assert node_key.endswith("segaff_perception")
+    parameters = section["ros__parameters"]
+    assert set(parameters) == set(_PARAMETERS)
+    for name, (default, _, _) in _PARAMETERS.items():
+        assert type(parameters[name]) is type(default), f"{name}: {parameters[name]!r} vs default {default!r}"
+        assert parameters[name] == default, f"{name}: the file and the node's default disagree"
+
+
+def test_rviz_config_shows_every_output() -> None:
+    config = yaml.safe_load((REPO_ROOT / "rviz" / "segaff.rviz").read_text())
+    displays = {d["Topic"]["Value"]: d["Class"] for d in config["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert displays == {
+        "/segaff_perception/debug_image": "rviz_default_plugins/Image",
+        "/segaff_perception/mask": "rviz_default_plugins/Image",
+        "/segaff_perception/markers": "rviz_default_plugins/MarkerArray",
+        "/segaff_perception/trajectory": "rviz_default_plugins/Path",
+        "/segaff_perception/interaction_pose": "rviz_default_plugins/Pose",
+    }
+    assert {topic.rsplit("/", 1)[1] for topic in displays} <= set(OUTPUT_TOPICS)

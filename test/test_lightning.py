@@ -1,0 +1,221 @@
+"""SegAffordanceModule and train/fit.py on a tiny synthetic SceneFun3D-format data set (64 x 64, small model)."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import lightning as L
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import segaff_core.lightning_module as lightning_module
+from segaff_core.checkpoint import CheckpointError, load_model
+from segaff_core.config import ModelParams, OptimParams
+from segaff_core.data import SF3DDataModule, SF3DDataset
+from segaff_core.lightning_module import MAX_NONFINITE_STEPS, SegAffordanceModule
+from segaff_core.model import build_model
+from segaff_core.synth import generate_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+FROZEN = ("backbone", "depth_encoder", "neck")
+# One worker per loader: it keeps each LMDB handle out of the test process, which opens several data sets.
+DATA_ARGS = {"input_size": (64, 64), "batch_size": 4, "num_workers": 1, "pin_memory": False}
+CLI_DATA_ARGS = [
+    "--data.init_args.input_size=[64, 64]",
+    "--data.init_args.batch_size=4",
+    "--data.init_args.num_workers=1",
+]
+
+
+def _load_fit_script() -> Any:
+    spec = importlib.util.spec_from_file_location("segaff_train_fit", REPO / "train" / "fit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fit_script = _load_fit_script()
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 train, 2 valid and 2 test images (scenes split 8/1/1), a sample per part, SceneFun3D format."""
+    root = tmp_path_factory.mktemp("synthetic") / "sf3d"
+    generate_dataset("sf3d", root, num_images=20, seed=0, image_size=(64, 64), views_per_scene=2)
+    return root
+
+
+def split_size(root: Path, split: str) -> int:
+    return len(SF3DDataset(root, split))
+
+
+def run_cli(subcommand: str, root: Path, run_dir: Path, *extra: str) -> Any:
+    """train/fit.py in this process with the synthetic configs, the tiny data and ``run_dir``."""
+    config = "synthetic_train.yaml" if subcommand == "fit" else "synthetic_test.yaml"
+    with mock.patch.object(sys, "argv", sys.argv[:1]):
+        return fit_script.main(
+            [subcommand, "--config", str(REPO / "config" / config), f"--data.init_args.root={root}",
+             *CLI_DATA_ARGS, f"--trainer.default_root_dir={run_dir}", "--trainer.enable_progress_bar=false", *extra]
+        )
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Two training steps and one validation batch through the CLI, as the README's command runs them."""
+    run_dir = tmp_path_factory.mktemp("fit")
+    yield run_cli(
+        "fit", synthetic_root, run_dir, "--trainer.max_steps=2", "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
+    )
+
+
+def small_module(**kwargs: Any) -> SegAffordanceModule:
+    return SegAffordanceModule(model_params=ModelParams.small(), **kwargs)
+
+
+def quiet_trainer(**kwargs: Any) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, **kwargs,
+    )
+
+
+def test_fit_logs_finite_named_loss_terms(fitted: Any) -> None:
+    metrics = fitted.trainer.callback_metrics
+    assert fitted.trainer.global_step == 2
+    for name in ("loss", "mask", "point_map", "coord", "vae", "motion_type", "origin", "trajectory", "geometric"):
+        assert math.isfinite(float(metrics[f"train/{name}"])), name
+    assert {"val/loss", "val/mIoU", "val/P_Det"} <= set(metrics)
+
+
+def test_fit_writes_last_checkpoint_and_validation_images(fitted: Any, synthetic_root: Path) -> None:
+    checkpoint_dir = Path(fitted.trainer.default_root_dir) / "checkpoints"
+    assert (checkpoint_dir / "last.ckpt").is_file()
+    events = EventAccumulator(fitted.trainer.log_dir)
+    events.Reload()
+    drawn = min(fitted.model.log_images, DATA_ARGS["batch_size"], split_size(synthetic_root, "valid"))
+    assert set(events.Tags()["images"]) == {f"val/sample_{i}" for i in range(drawn)}
+
+
+def test_checkpoint_hyper_parameters_are_plain_and_rebuild_the_model(fitted: Any) -> None:
+    path = Path(fitted.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    stored = checkpoint["hyper_parameters"]["model_params"]
+    assert type(stored) is dict
+    assert ModelParams(**stored) == dataclasses.replace(ModelParams.small(), clip_pretrain=None)
+
+    rebuilt = build_model(ModelParams(**stored))
+    prefix = "model."
+    rebuilt.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items()}, strict=True)
+    trained = fitted.model.model.eval()
+    batch = next(iter(fitted.datamodule.val_dataloader()))
+    with torch.no_grad():
+        expected = trained(batch["image"], batch["depth"], batch["text"])
+        actual = rebuilt.eval()(batch["image"], batch["depth"], batch["text"])
+        loaded, _ = load_model(path)
+        via_loader = loaded(batch["image"], batch["depth"], batch["text"])
+    for key in ("mask_logits", "point_xy", "axis", "trajectory"):
+        torch.testing.assert_close(actual[key], expected[key])
+        torch.testing.assert_close(via_loader[key], expected[key])
+
+
+@pytest.mark.parametrize(
+    "subcommand, split, report", [("validate", "valid", "val_metrics"), ("test", "test", "test_metrics")]
+)
+def test_validate_and_test_write_reports(
+    fitted: Any, synthetic_root: Path, tmp_path: Path, subcommand: str, split: str, report: str
+) -> None:
+    last = Path(fitted.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    cli = run_cli(subcommand, synthetic_root, tmp_path, f"--ckpt_path={last}")
+    log_dir = Path(cli.trainer.log_dir)
+    metrics = json.loads((log_dir / f"{report}.json").read_text())
+    num_samples = split_size(synthetic_root, split)
+    assert metrics["num_samples"] == num_samples
+    assert 0.0 <= metrics["mIoU"] <= 1.0 and 0.0 <= metrics["P_Det"] <= 1.0
+    table = (log_dir / f"{report}.md").read_text()
+    assert "| mIoU |" in table and f"| num_samples | {num_samples} |" in table
+
+
+def test_frozen_parts_keep_their_weights_while_the_decoder_trains(synthetic_root: Path) -> None:
+    module = small_module(freeze=list(FROZEN))
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer = quiet_trainer(max_steps=1)
+    trainer.fit(module, datamodule=SF3DDataModule(str(synthetic_root), **DATA_ARGS))
+
+    after = module.model.state_dict()
+    frozen = [k for k in before if k.split(".")[0] in FROZEN]
+    assert frozen and any("running_mean" in k for k in frozen)  # BatchNorm statistics are covered too
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert [group["name"] for group in trainer.optimizers[0].param_groups] == ["heads"]
+
+
+def test_optimizer_groups_and_schedule() -> None:
+    module = small_module(optim=OptimParams(lr=1e-3, backbone_lr_multiplier=0.1, milestones=[2, 4], gamma=0.5))
+    config = module.configure_optimizers()
+    groups = {group["name"]: group for group in config["optimizer"].param_groups}
+    assert groups["heads"]["lr"] == pytest.approx(1e-3) and groups["backbone"]["lr"] == pytest.approx(1e-4)
+    backbone_ids = {id(p) for p in module.model.backbone.parameters()}
+    assert {id(p) for p in groups["backbone"]["params"]} == backbone_ids
+    scheduler = config["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(5):
+        lrs.append(config["optimizer"].param_groups[0]["lr"])
+        scheduler.step()
+    assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+
+
+def test_init_checkpoint_loads_weights_strictly(fitted: Any, tmp_path: Path) -> None:
+    path = Path(fitted.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    module = small_module(init_checkpoint=str(path))
+    assert all(torch.equal(value, saved[f"model.{key}"]) for key, value in module.model.state_dict().items())
+    assert "init_checkpoint" not in module.hparams
+
+    other = dataclasses.replace(ModelParams.small(), use_depth=False)
+    with pytest.raises(CheckpointError, match="init_checkpoint"):
+        SegAffordanceModule(model_params=other, init_checkpoint=str(path))
+
+
+def _nonfinite_losses(monkeypatch: pytest.MonkeyPatch, pattern: list[bool]) -> None:
+    """Make the training loss NaN at the steps where ``pattern`` (cycled) is True."""
+    real = lightning_module.compute_losses
+    calls = iter(range(10**6))
+
+    def patched(outputs: Any, batch: Any, params: Any) -> Any:
+        total, terms = real(outputs, batch, params)
+        if outputs.get("vae_mu") is not None and pattern[next(calls) % len(pattern)]:  # training steps only
+            total = total * float("nan")
+        return total, terms
+
+    monkeypatch.setattr(lightning_module, "compute_losses", patched)
+
+
+def test_nonfinite_loss_skips_the_step(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path) -> None:
+    _nonfinite_losses(monkeypatch, [True, True, False])  # never three in a row
+    module = small_module()
+    trainer = quiet_trainer(max_steps=2)  # optimizer steps: the skipped ones do not count
+    trainer.fit(module, datamodule=SF3DDataModule(str(synthetic_root), **DATA_ARGS))
+    assert module.nonfinite_steps == 4
+    assert trainer.global_step == 2
+
+
+def test_three_nonfinite_losses_in_a_row_stop_the_run(
+    monkeypatch: pytest.MonkeyPatch, synthetic_root: Path
+) -> None:
+    _nonfinite_losses(monkeypatch, [True])
+    module = small_module()
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer = quiet_trainer(max_steps=10)
+    with pytest.raises(FloatingPointError, match=f"NaN/inf for {MAX_NONFINITE_STEPS} steps in a row"):
+        trainer.fit(module, datamodule=SF3DDataModule(str(synthetic_root), **DATA_ARGS))
+    assert module.nonfinite_steps == MAX_NONFINITE_STEPS and trainer.global_step == 0
+    assert all(torch.equal(before[k], v) for k, v in module.model.state_dict().items())

@@ -1,0 +1,258 @@
+"""The procedural data generator: geometry, annotations, language, determinism and the written formats."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import open3d.core as o3c
+import pytest
+
+from segaff_core.geometry import project
+from segaff_core.synth import generate_dataset, render_scene
+from segaff_core.synth.articulation import world_trajectory
+from segaff_core.synth.generate import assign_splits, scene_seed
+from segaff_core.synth.language import referring_expressions
+from segaff_core.synth.sample import MIN_MASK_FRACTION, SceneSample, SceneViews, scene_views
+
+SEEDS = range(12)
+SIZE = (192, 256)  # (H, W): not square, to catch swapped axes
+
+
+@pytest.fixture(scope="module")
+def views() -> list[tuple[SceneViews, list[SceneSample]]]:
+    """Two views of each of a dozen scenes."""
+    out = []
+    for seed in SEEDS:
+        scene, rng = scene_views(seed)
+        out.append((scene, [scene.view(rng, SIZE) for _ in range(2)]))
+    return out
+
+
+def _samples(views: list[tuple[SceneViews, list[SceneSample]]]) -> list[SceneSample]:
+    return [sample for _, samples in views for sample in samples]
+
+
+def test_render_scene_is_deterministic() -> None:
+    a, b, c = render_scene(3, SIZE), render_scene(3, SIZE), render_scene(4, SIZE)
+    assert a.rgb.shape == (*SIZE, 3) and a.rgb.dtype == np.uint8 and a.depth_m.shape == SIZE
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    np.testing.assert_array_equal(a.depth_m, b.depth_m)
+    assert [p.descriptions for p in a.parts] == [p.descriptions for p in b.parts]
+    assert not np.array_equal(a.rgb, c.rgb)
+
+
+def test_masks_handles_and_projection(views: list[tuple[SceneViews, list[SceneSample]]]) -> None:
+    count = 0
+    for sample in _samples(views):
+        assert sample.parts, "every view shows at least one part"
+        for part in sample.parts:
+            count += 1
+            assert part.mask.shape == SIZE and part.mask.sum() >= MIN_MASK_FRACTION * SIZE[0] * SIZE[1]
+            u, v = np.round(part.handle_px).astype(int)
+            assert part.mask[v, u], f"{part.name}: handle pixel outside its mask"
+            np.testing.assert_allclose(project(part.handle_3d, sample.K)[0], part.handle_px, atol=1e-6)
+            assert abs(sample.depth_m[v, u] - part.handle_3d[2]) < 0.03
+            origin_px = project(part.origin, sample.K)[0]
+            assert (origin_px >= 0).all() and (origin_px <= [SIZE[1] - 1, SIZE[0] - 1]).all()
+            assert part.category in ("drawer", "door", "lid") and part.descriptions
+    assert count > 30
+
+
+def test_motion_axis_origin_and_trajectory(views: list[tuple[SceneViews, list[SceneSample]]]) -> None:
+    for sample in _samples(views):
+        for part in sample.parts:
+            assert abs(np.linalg.norm(part.axis) - 1.0) < 1e-9
+            trajectory = part.trajectory
+            assert trajectory.shape == (20, 3)
+            np.testing.assert_allclose(trajectory[0], part.handle_3d, atol=1e-12)
+            offsets = trajectory - part.handle_3d
+            if part.motion_type == 0:
+                assert part.category == "drawer"
+                np.testing.assert_allclose(part.origin, part.handle_3d)
+                along = offsets @ part.axis
+                np.testing.assert_allclose(offsets, along[:, None] * part.axis, atol=1e-9)  # a line on the axis
+                np.testing.assert_allclose(along, np.linspace(0, part.range_max, 20), atol=1e-9)
+            else:
+                relative = trajectory - part.origin
+                height = relative @ part.axis
+                radius = np.linalg.norm(relative - height[:, None] * part.axis, axis=1)
+                np.testing.assert_allclose(height, 0.0, atol=1e-9)  # the origin is the handle's foot on the axis
+                np.testing.assert_allclose(radius, radius[0], rtol=1e-9)
+                assert radius[0] > 0.02
+                cosine = (relative[0] @ relative[-1]) / radius[0] ** 2
+                assert abs(np.arccos(np.clip(cosine, -1, 1)) - part.range_max) < 1e-6
+
+
+def test_parts_open_out_of_the_furniture(views: list[tuple[SceneViews, list[SceneSample]]]) -> None:
+    for scene, _ in views:
+        for part in scene.layout.parts:
+            path = world_trajectory(part)
+            assert path[1, 1] < part.handle[1], f"{part.name} does not open towards the room (-y)"
+            if part.category == "lid":
+                assert (np.diff(path[:, 2]) > 0).all() and path[-1, 2] > part.handle[2] + 0.2
+                continue
+            assert path[-1, 1] < part.handle[1] - 0.1
+            if part.motion_type == 1 and abs(part.axis[2]) < 0.5:
+                assert path[-1, 2] < part.handle[2] - 0.1  # oven and dishwasher doors fold down
+
+
+def test_depth_is_the_rendered_geometry(views: list[tuple[SceneViews, list[SceneSample]]]) -> None:
+    """Back-projected depth lies on the scene's triangles, and on the labelled part's own triangles."""
+    for scene, samples in views[:6]:
+        mesh = scene.layout.mesh
+        raycaster = o3d.t.geometry.RaycastingScene()
+        raycaster.add_triangles(o3c.Tensor(mesh.vertices), o3c.Tensor(mesh.triangles))
+        for sample in samples:
+            rows, cols = np.nonzero(sample.depth_m > 0)
+            pick = np.random.default_rng(0).choice(len(rows), 300, replace=False)
+            rows, cols = rows[pick], cols[pick]
+            z = sample.depth_m[rows, cols].astype(np.float64)
+            camera_points = np.stack([(cols - sample.K[0, 2]) * z / sample.K[0, 0],
+                                      (rows - sample.K[1, 2]) * z / sample.K[1, 1], z], axis=1)
+            rotation, translation = sample.world_to_camera[:3, :3], sample.world_to_camera[:3, 3]
+            world = (camera_points - translation) @ rotation
+            closest = raycaster.compute_closest_points(o3c.Tensor(world.astype(np.float32)))
+            distance = np.linalg.norm(closest["points"].numpy() - world, axis=1)
+            assert distance.max() < 2e-3
+            labels = np.full((len(rows),), -1)
+            for part in sample.parts:
+                labels[part.mask[rows, cols]] = part.part_id
+            surface_part = scene.layout.surface_part[mesh.surface_ids[closest["primitive_ids"].numpy()]]
+            labelled = labels >= 0
+            assert (surface_part[labelled] == labels[labelled]).mean() > 0.95  # edges may touch a neighbour
+
+
+_SIMPLE = re.compile(r"the (top|bottom|upper|lower|leftmost|rightmost|left|right) (drawer|door|cabinet door|lid)"
+                     r"(?: of the ([a-z ]+?))?(?: open)?\.$")
+
+
+def test_descriptions_name_one_part(views: list[tuple[SceneViews, list[SceneSample]]]) -> None:
+    checked = 0
+    for scene, samples in views:
+        layout = scene.layout
+        expressions = referring_expressions(layout)
+        seen: dict[str, int] = {}
+        for index, phrases in enumerate(expressions):
+            for phrase in phrases:
+                assert seen.setdefault(phrase, index) == index, f"{phrase!r} names two parts"
+        for index, descriptions in enumerate(scene.descriptions):
+            target = layout.parts[index]
+            assert len(set(descriptions)) == len(descriptions)
+            for description in descriptions:
+                match = _SIMPLE.search(description)
+                if not match:
+                    continue
+                word, noun, furniture = match.groups()
+                group = [p for p in layout.parts if noun in p.nouns]
+                if furniture:
+                    assert any(n in furniture for n in layout.furniture[target.furniture].nouns), description
+                    group = [p for p in group if p.furniture == target.furniture]
+                value = {"top": 2, "upper": 2, "bottom": 2, "lower": 2}.get(word, 0)
+                coordinates = [p.handle[value] for p in group if p is not target]
+                if word in ("top", "upper", "right", "rightmost"):
+                    assert all(target.handle[value] > c + 0.03 for c in coordinates), description
+                else:
+                    assert all(target.handle[value] < c - 0.03 for c in coordinates), description
+                checked += 1
+        for sample in samples:  # the same in the camera frame, among the visible parts of that furniture
+            up = sample.world_to_camera[:3, 2]
+            for part in sample.parts:
+                for description in part.descriptions:
+                    match = _SIMPLE.search(description)
+                    if match and match.group(1) == "top" and match.group(3):
+                        others = [p for p in sample.parts if p.furniture == part.furniture and p is not part
+                                  and match.group(2) in layout.parts[p.part_id].nouns]
+                        assert all(part.handle_3d @ up > p.handle_3d @ up for p in others), description
+    assert checked > 10
+    counts = [len(d) for scene, _ in views for d in scene.descriptions]
+    assert np.mean(counts) > 2.5  # several instructions per part
+
+
+def test_splits_hold_out_scenes() -> None:
+    splits = assign_splits(50, seed=7)
+    assert splits.count("valid") == 5 and splits.count("test") == 5 and splits.count("train") == 40
+    assert assign_splits(50, seed=7) == splits and assign_splits(50, seed=8) != splits
+    assert scene_seed(7, 1) != scene_seed(7, 2) and scene_seed(7, 1) == scene_seed(7, 1)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "lock.mdb"}
+
+
+@pytest.mark.parametrize("fmt", ["opd", "sf3d"])
+def test_same_seed_same_bytes(tmp_path: Path, fmt: str) -> None:
+    generate_dataset(fmt, tmp_path / "a", 12, seed=5, image_size=SIZE)  # type: ignore[arg-type]
+    generate_dataset(fmt, tmp_path / "b", 12, seed=5, image_size=SIZE, workers=2)  # type: ignore[arg-type]
+    generate_dataset(fmt, tmp_path / "c", 12, seed=6, image_size=SIZE)  # type: ignore[arg-type]
+    a, b, c = (_digest(tmp_path / n) for n in "abc")
+    assert a == b
+    assert a.keys() == c.keys() and a != c
+    with pytest.raises(FileExistsError):
+        generate_dataset(fmt, tmp_path / "a", 12, seed=5)  # type: ignore[arg-type]
+
+
+def _rendered(seed: int, scene: int, view: int) -> SceneSample:
+    """The view that generate_dataset(seed=seed) rendered, with 5 views per scene."""
+    views, rng = scene_views(scene_seed(seed, scene))
+    samples = [views.view(rng, SIZE) for _ in range(view + 1)]
+    return samples[view]
+
+
+def _check_sample(sample: dict, rendered: SceneSample, point_px: str) -> None:
+    part = next(p for p in rendered.parts if sample["description"] in p.descriptions)
+    mask = sample["mask"][0].numpy() > 0.5
+    assert (mask & part.mask).sum() / (mask | part.mask).sum() > 0.9
+    expected = part.handle_px if point_px == "handle" else project(part.origin, rendered.K)[0]
+    np.testing.assert_allclose(sample["point"].numpy(), expected / [SIZE[1], SIZE[0]], atol=1e-5)
+    np.testing.assert_allclose(sample["axis"].numpy(), part.axis, atol=1e-5)
+    np.testing.assert_allclose(sample["K"].numpy(), rendered.K, atol=1e-4)
+    valid = rendered.depth_m > 0
+    np.testing.assert_allclose(sample["depth"][0].numpy()[valid], rendered.depth_m[valid], atol=6e-4)
+    assert int(sample["motion_type"]) == part.motion_type
+
+
+def test_opd_format_reads_back(tmp_path: Path) -> None:
+    from segaff_core.data import OPDDataset
+
+    summary = generate_dataset("opd", tmp_path, 15, seed=2, image_size=SIZE)
+    coco = {s: json.loads((tmp_path / "annotations_bwdf" / f"MotionNet_{s}.json").read_text())
+            for s in ("train", "valid", "test")}
+    models = {s: {im["file_name"].split("-")[0] for im in c["images"]} for s, c in coco.items()}
+    assert not models["train"] & (models["valid"] | models["test"]) and all(models.values())
+    attributes = json.loads((tmp_path / "real-attr.json").read_text())
+    assert set(attributes) == set().union(*models.values())
+    total = 0
+    for split in ("train", "valid", "test"):
+        dataset = OPDDataset(tmp_path, split, input_size=SIZE)
+        assert len(dataset) == summary.parts_per_split[split]
+        total += len(dataset)
+        sample = dataset[len(dataset) - 1]
+        scene, view = (int(x) for x in sample["image_id"].removesuffix(".png").split("-"))
+        _check_sample(sample, _rendered(2, scene, view), point_px="origin")
+        assert float(sample["diameter"]) == pytest.approx(attributes[str(scene)]["diameter"])
+    assert total == summary.num_parts
+
+
+def test_sf3d_format_reads_back(tmp_path: Path) -> None:
+    from segaff_core.data import SF3DDataset
+
+    summary = generate_dataset("sf3d", tmp_path, 15, seed=2, image_size=SIZE)
+    keys = {}
+    for split in ("train", "valid", "test"):
+        dataset = SF3DDataset(tmp_path, split, input_size=SIZE)
+        assert len(dataset) == summary.parts_per_split[split]
+        keys[split] = {k.split("/")[0] for k in dataset.keys}
+        sample = dataset[0]
+        scene, view = (int(x) for x in Path(sample["image_id"]).stem.split("_"))
+        rendered = _rendered(2, scene, view)
+        _check_sample(sample, rendered, point_px="handle")
+        part = next(p for p in rendered.parts if sample["description"] in p.descriptions)
+        assert bool(sample["has_trajectory"])
+        np.testing.assert_allclose(sample["trajectory"].numpy(), part.trajectory - part.trajectory[0], atol=2e-5)
+        np.testing.assert_allclose(sample["point_3d"].numpy(), part.handle_3d, atol=1e-5)
+    assert not keys["train"] & (keys["valid"] | keys["test"])
