@@ -31,7 +31,6 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -78,13 +77,14 @@ class _ForwardToNodeLogger(logging.Handler):
         self._node = node
 
     def emit(self, record: logging.LogRecord) -> None:
+        # One call per severity: rclpy keys its loggers on the calling line, which keeps one severity.
+        text = f"{record.name}: {record.getMessage()}"
         if record.levelno >= logging.ERROR:
-            severity = LoggingSeverity.ERROR
+            self._node.get_logger().error(text)
         elif record.levelno >= logging.WARNING:
-            severity = LoggingSeverity.WARN
+            self._node.get_logger().warning(text)
         else:
-            severity = LoggingSeverity.INFO
-        self._node.get_logger().log(f"{record.name}: {record.getMessage()}", severity)
+            self._node.get_logger().info(text)
 
 
 class StartupError(RuntimeError):
@@ -431,16 +431,17 @@ class PerceptionNode(Node):
             self._publish(frame, decoded, instruction, prediction)
         except ValueError as error:  # BadFrame, or the Predictor's own check of shapes and K
             self._stats.count("bad_frames")
-            self._log_throttled(LoggingSeverity.WARN, f"skipping frame: {error}")
+            if self._first_in_while(text := f"skipping frame: {error}"):
+                self.get_logger().warning(text)
         except torch.cuda.OutOfMemoryError:
             self._stats.count("failed_frames")
             torch.cuda.empty_cache()
-            self._log_throttled(LoggingSeverity.ERROR, "out of GPU memory: frame dropped")
+            if self._first_in_while(text := "out of GPU memory: frame dropped"):
+                self.get_logger().error(text)
         except Exception as error:  # one failed frame must not stop the node
             self._stats.count("failed_frames")
-            self._log_throttled(
-                LoggingSeverity.ERROR, f"inference failed, frame dropped: {type(error).__name__}: {error}"
-            )
+            if self._first_in_while(text := f"inference failed, frame dropped: {type(error).__name__}: {error}"):
+                self.get_logger().error(text)
 
     def _decode(self, frame: Frame) -> DecodedFrame:
         """The frame as numpy; BadFrame with the reason when it cannot be used."""
@@ -509,16 +510,16 @@ class PerceptionNode(Node):
         latency_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) * 1e-6
         self._stats.processed(latency_ms, prediction.timings["total"])
 
-    def _log_throttled(self, severity: LoggingSeverity, text: str) -> None:
-        """Log ``text`` at most once per ``_LOG_THROTTLE_S`` per distinct text (so each kind of bad
-        input gets its own line, and a stream of bad frames does not flood the log)."""
+    def _first_in_while(self, text: str) -> bool:
+        """True when ``text`` was not logged in the last ``_LOG_THROTTLE_S``: a throttle per distinct
+        text, so each kind of bad input gets its own line and a stream of bad frames does not flood."""
         now = time.monotonic()
         if now - self._last_logged.get(text, -_LOG_THROTTLE_S) < _LOG_THROTTLE_S:
-            return
+            return False
         if len(self._last_logged) > 100:
             self._last_logged.clear()
         self._last_logged[text] = now
-        self.get_logger().log(text, severity)
+        return True
 
     def destroy_node(self) -> None:
         """Stop the worker (it finishes its frame), then destroy the node."""

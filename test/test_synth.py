@@ -12,7 +12,7 @@ import open3d.core as o3c
 import pytest
 
 from segaff_core.geometry import project
-from segaff_core.synth import generate_dataset, render_scene
+from segaff_core.synth import generate, generate_dataset, render_scene
 from segaff_core.synth.articulation import world_trajectory
 from segaff_core.synth.generate import assign_splits, scene_seed
 from segaff_core.synth.language import referring_expressions
@@ -225,7 +225,8 @@ def test_opd_format_reads_back(tmp_path: Path) -> None:
     models = {s: {im["file_name"].split("-")[0] for im in c["images"]} for s, c in coco.items()}
     assert not models["train"] & (models["valid"] | models["test"]) and all(models.values())
     attributes = json.loads((tmp_path / "real-attr.json").read_text())
-    assert set(attributes) == set().union(*models.values())
+    object_keys = {a["object_key"] for c in coco.values() for a in c["annotations"]}
+    assert set(attributes) == set().union(*models.values(), object_keys)
     total = 0
     for split in ("train", "valid", "test"):
         dataset = OPDDataset(tmp_path, split, input_size=SIZE)
@@ -233,8 +234,10 @@ def test_opd_format_reads_back(tmp_path: Path) -> None:
         total += len(dataset)
         sample = dataset[len(dataset) - 1]
         scene, view = (int(x) for x in sample["image_id"].removesuffix(".png").split("-"))
-        _check_sample(sample, _rendered(2, scene, view), point_px="origin")
-        assert float(sample["diameter"]) == pytest.approx(attributes[str(scene)]["diameter"])
+        rendered = _rendered(2, scene, view)
+        _check_sample(sample, rendered, point_px="origin")
+        part = next(p for p in rendered.parts if sample["description"] in p.descriptions)
+        assert float(sample["diameter"]) == pytest.approx(part.furniture_diameter_m, abs=1e-5)
     assert total == summary.num_parts
 
 
@@ -256,3 +259,20 @@ def test_sf3d_format_reads_back(tmp_path: Path) -> None:
         np.testing.assert_allclose(sample["trajectory"].numpy(), part.trajectory - part.trajectory[0], atol=2e-5)
         np.testing.assert_allclose(sample["point_3d"].numpy(), part.handle_3d, atol=1e-5)
     assert not keys["train"] & (keys["valid"] | keys["test"])
+
+
+def test_unusable_scene_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    seeds: list[int] = []
+
+    def first_scene_unusable(seed: int, threads: int = 0) -> tuple[SceneViews, np.random.Generator]:
+        seeds.append(seed)
+        scene, rng = scene_views(seed, threads)
+        if len(seeds) == 1:
+            def no_view(rng: np.random.Generator, size: tuple[int, int]) -> SceneSample:
+                raise RuntimeError("no camera sees a part")
+            monkeypatch.setattr(scene, "view", no_view)
+        return scene, rng
+
+    monkeypatch.setattr(generate, "scene_views", first_scene_unusable)
+    samples = generate._render_task(generate._SceneTask(0, 11, 2, SIZE, 0))
+    assert len(samples) == 2 and seeds == [11, scene_seed(11, 1)]

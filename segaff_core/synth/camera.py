@@ -1,4 +1,4 @@
-"""Pinhole cameras like those of the OPD data: fx 190-300 px at 256 px wide, 1-3 m from the object,
+"""Pinhole cameras like those of the OPD data: fx 190-300 px at 256 px wide, about 1-3 m from the object,
 looking at the furniture from slightly above with a varied yaw. Optical frame: x right, y down, z forward."""
 from __future__ import annotations
 
@@ -70,13 +70,13 @@ def sample_intrinsics(rng: np.random.Generator, height: int, width: int) -> np.n
 
 
 def sample_camera(rng: np.random.Generator, layout: SceneLayout, height: int, width: int) -> Camera:
-    """A viewpoint 1-3 m from a random part's handle, 5-35 degrees above it, yaw within +-50 degrees."""
+    """A viewpoint 0.9-2.6 m from a random part's handle, 5-35 degrees above it, yaw within +-50 degrees."""
     K = sample_intrinsics(rng, height, width)
     margin = 0.25
     for _ in range(50):
         part = layout.parts[int(rng.integers(len(layout.parts)))]
         target = part.handle + rng.normal(0.0, [0.2, 0.0, 0.15])
-        distance = rng.uniform(1.0, 3.0)
+        distance = rng.uniform(0.9, 2.6)
         yaw, elevation = np.radians(rng.uniform(-50, 50)), np.radians(rng.uniform(5, 35))
         offset = np.array([np.cos(elevation) * np.sin(yaw), -np.cos(elevation) * np.cos(yaw), np.sin(elevation)])
         position = target + distance * offset

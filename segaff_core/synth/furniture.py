@@ -62,18 +62,17 @@ def sample_finish(sb: SceneBuilder, rng: np.random.Generator, appliance: bool = 
     offset = tuple(float(o) for o in rng.uniform(-50, 50, size=3))
     specular = 0.5 if kind == "metal" else 0.0
     ids = [
-        sb.add_material(Material(kind, colour_t, accent_t, scale, axis, specular, name, offset))  # type: ignore[arg-type]
+        sb.add_material(Material(kind, colour_t, accent_t, scale, axis, specular, name, offset))  # type: ignore
         for axis in (0, 2)
     ]
     return Finish(horizontal=ids[0], vertical=ids[1], name=name)
 
 
-def sample_handle(sb: SceneBuilder, rng: np.random.Generator, kind: str | None = None) -> HandleStyle:
+def sample_handle(sb: SceneBuilder, rng: np.random.Generator) -> HandleStyle:
     """A handle style: a bar on posts or a knob, in steel, black or brass."""
     colour = HANDLE_FINISHES[int(rng.integers(len(HANDLE_FINISHES)))]
     material = sb.add_material(Material("metal", colour, colour, specular=0.6, name="handle"))
-    handle_kind = kind or ("bar" if rng.random() < 0.65 else "knob")
-    if handle_kind == "knob":
+    if rng.random() >= 0.65:
         return HandleStyle("knob", material, float(rng.uniform(0.012, 0.02)), float(rng.uniform(0.02, 0.03)), 0.0)
     return HandleStyle("bar", material, float(rng.uniform(0.011, 0.017)), float(rng.uniform(0.025, 0.035)),
                        float(rng.uniform(0.1, 0.32)))
@@ -405,7 +404,8 @@ def _fridge(sb: SceneBuilder, rng: np.random.Generator, x0: float, finish: Finis
     split = float(rng.uniform(0.6, 0.7))
     index, name = _add_furniture(sb, "fridge", ("fridge", "refrigerator"), finish.name, np.array([x0, -depth, 0.0]),
                                  np.array([x0 + width, 0.0, height]))
-    style = FrontStyle(finish, sb.add_material(_RECESS), handle, 0.01, 0.04, 0.0, False, "bottom", ("fridge door", "door"))
+    style = FrontStyle(finish, sb.add_material(_RECESS), handle, 0.01, 0.04, 0.0, False, "bottom",
+                       ("fridge door", "door"))
     lo, hi = np.array([x0, -depth, 0.02]), np.array([x0 + width, 0.0, height])
     carcass(sb, lo, hi, style)
     fronts(sb, rng, lo, hi, [(split, [(1.0, hinge)])], style, index, name)

@@ -72,8 +72,16 @@ def assign_splits(num_scenes: int, seed: int) -> list[str]:
 
 
 def _render_task(task: _SceneTask) -> list[SceneSample]:
-    views, rng = scene_views(task.seed, task.threads)
-    return [views.view(rng, task.image_size) for _ in range(task.views)]
+    """The views of one scene; a scene that no camera sees well is replaced by one from a derived seed."""
+    seed = task.seed
+    for attempt in range(1, 4):
+        views, rng = scene_views(seed, task.threads)
+        try:
+            return [views.view(rng, task.image_size) for _ in range(task.views)]
+        except RuntimeError as error:
+            log.warning("synth: scene %d (seed %d): %s; drawing another scene", task.index, seed, error)
+            seed = scene_seed(task.seed, attempt)
+    raise RuntimeError(f"synth: scene {task.index}: no usable scene from seed {task.seed} or 3 derived seeds")
 
 
 def _rendered(tasks: list[_SceneTask], workers: int) -> Iterator[list[SceneSample]]:

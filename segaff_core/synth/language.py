@@ -210,7 +210,8 @@ def describe_parts(layout: SceneLayout, rng: np.random.Generator, max_descriptio
             out.append([])
             continue
         ordered = sorted(phrases, key=lambda p: (len(p), p))
-        chosen = [ordered[0]] + [ordered[1:][k] for k in sorted(rng.permutation(len(ordered) - 1)[: max_descriptions - 1])]
+        others = sorted(rng.permutation(len(ordered) - 1)[: max_descriptions - 1])
+        chosen = [ordered[0]] + [ordered[1 + k] for k in others]
         verbs = _verbs(part)
         described = []
         for phrase in chosen:

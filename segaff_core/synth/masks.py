@@ -16,18 +16,24 @@ def coco_polygons(mask: np.ndarray) -> list[list[float]]:
     return [c.astype(float).ravel().tolist() for c in _contours(mask) if len(c) >= 3]
 
 
+MAIN_COMPONENT_SHARE = 0.9
+
+
 def outline_yx(mask: np.ndarray) -> np.ndarray:
-    """One polygon (N, 2) as (row, column): the outline of a single-component mask, else the convex hull
-    of all components (the SceneFun3D records hold one hull polygon)."""
-    contours = _contours(mask)
-    if len(contours) == 1:
-        outline = contours[0]
+    """One polygon (N, 2) as (row, column), as the SceneFun3D records hold: the outline of the largest
+    component when it holds 90% of the mask (dropping specks), else the convex hull of all components."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    areas = stats[1:count, cv2.CC_STAT_AREA]
+    largest = int(np.argmax(areas)) + 1
+    if areas[largest - 1] >= MAIN_COMPONENT_SHARE * areas.sum():
+        outline = _contours(labels == largest)[0]
     else:
-        outline = cv2.convexHull(np.concatenate(contours)).reshape(-1, 2)
+        outline = cv2.convexHull(np.concatenate(_contours(mask))).reshape(-1, 2)
     return outline[:, ::-1].astype(np.int64)
 
 
 def bbox_xywh(mask: np.ndarray) -> list[float]:
     """COCO ``bbox`` [x, y, width, height] in pixels of a non-empty mask."""
     rows, cols = np.nonzero(mask)
-    return [float(cols.min()), float(rows.min()), float(cols.max() - cols.min() + 1), float(rows.max() - rows.min() + 1)]
+    x, y = float(cols.min()), float(rows.min())
+    return [x, y, float(cols.max()) - x + 1, float(rows.max()) - y + 1]

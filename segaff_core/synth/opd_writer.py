@@ -4,9 +4,12 @@
 (``depth_images`` (N, H, W, 1) float32 whole millimetres, ``depth_filenames``),
 ``<out>/annotations_bwdf/MotionNet_{split}.json`` (COCO with per-part motion, camera intrinsic and
 extrinsic matrices column-major; the extrinsic maps world to camera) and ``<out>/real-attr.json``
-(``{model_id: {"diameter": metres}}``). Image names are ``<model>-<frame>.png`` with the scene index as
-model id. The motion origin is the point OPD readers use: on the hinge line at the handle (rotation), the
-handle (translation). Files are byte-for-byte reproducible: no HDF5 timestamps, fixed JSON order.
+(``{key: {"diameter": metres}}`` for each model id, the scene index, and each annotation's
+``object_key`` ``<scene>_<furniture>``, which readers prefer: the size of the part's own piece).
+Image names are ``<model>-<frame>.png``. The motion origin is the point OPD readers use: on the hinge
+line at the handle (rotation), the handle (translation). Extra annotation fields: ``descriptions`` (all
+of the part's instructions), ``interaction_point`` (the handle), ``trajectory`` (20 x 3), ``part_name``.
+Files are byte-for-byte reproducible: no HDF5 timestamps, fixed JSON order.
 """
 from __future__ import annotations
 
@@ -22,7 +25,12 @@ from segaff_core.synth.masks import bbox_xywh, coco_polygons
 from segaff_core.synth.sample import SceneSample
 
 SPLITS = ("train", "valid", "test")
+ANNOTATION_ID_STRIDE = 1000  # annotation id = image id * stride + index of the part in the image
 _DECIMALS = 6
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _floats(values: Any) -> list[Any]:
@@ -74,10 +82,9 @@ class OPDWriter:
                                    compression="gzip" if count else None, compression_opts=1 if count else None,
                                    shuffle=bool(count), track_times=False)
         _names_dataset(self._depth, "depth_filenames", all_depth_names)
-        self._images: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-        self._annotations: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-        self._diameters: dict[int, float] = {}
-        self._pending: dict[tuple[int, int], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self._diameters: dict[str, float] = {}
+        # depth row -> (split, image JSON, annotation JSONs): serialised early, a few KB per image
+        self._entries: dict[int, tuple[str, str, list[str]]] = {}
 
     def add(self, scene: int, view: int, sample: SceneSample) -> None:
         split, row, depth_row = self._rows[(scene, view)]
@@ -97,12 +104,12 @@ class OPDWriter:
             },
             "label": "synthetic_furniture",
         }
-        annotations = []
-        for part in sample.parts:
+        annotations: list[dict[str, Any]] = []
+        for k, part in enumerate(sample.parts):
             motion_type = "translation" if part.motion_type == 0 else "rotation"
             axis, origin = _floats(part.axis), _floats(part.origin)
             annotations.append({
-                "id": 0,  # numbered when the file is written, in image order
+                "id": image_id * ANNOTATION_ID_STRIDE + k,
                 "image_id": image_id,
                 "category_id": CATEGORY_IDS[part.category],
                 "segmentation": coco_polygons(part.mask),
@@ -124,39 +131,31 @@ class OPDWriter:
                     "partId": str(part.part_id),
                     "label": part.category,
                 },
+                "object_key": f"{scene}_{part.furniture}",
                 "description": part.descriptions[(scene + view + part.part_id) % len(part.descriptions)],
                 "descriptions": part.descriptions,
                 "interaction_point": _floats(part.handle_3d),
                 "trajectory": _floats(part.trajectory),
                 "part_name": part.name,
             })
-        self._pending[(scene, view)] = (image, annotations)
-        self._diameters[scene] = sample.diameter_m
+            self._diameters[f"{scene}_{part.furniture}"] = part.furniture_diameter_m
+        self._entries[depth_row] = (split, _json(image), [_json(a) for a in annotations])
+        self._diameters[str(scene)] = sample.diameter_m
 
     def close(self) -> None:
         """Write the JSON files (images in row order) and close the HDF5 files."""
         for h5 in [*self._files.values(), self._depth]:
             h5.close()
-        annotation_id = 0
-        for pair in sorted(self._pending, key=lambda p: self._rows[p][2]):
-            split = self._rows[pair][0]
-            image, annotations = self._pending[pair]
-            self._images[split].append(image)
-            for annotation in annotations:
-                annotation_id += 1
-                annotation["id"] = annotation_id
-                self._annotations[split].append(annotation)
-        categories = [{"id": i, "name": n, "supercategory": "Container_parts"} for n, i in CATEGORY_IDS.items()]
+        header = {
+            "info": {"description": "SegAffordance synthetic articulated furniture", "version": "1.0"},
+            "licenses": [{"id": 1, "name": "MIT"}],
+            "categories": [{"id": i, "name": n, "supercategory": "Container_parts"} for n, i in CATEGORY_IDS.items()],
+        }
         for split in SPLITS:
-            coco = {
-                "info": {"description": "SegAffordance synthetic articulated furniture (MotionNet layout)",
-                         "version": "1.0"},
-                "licenses": [{"id": 1, "name": "MIT"}],
-                "categories": categories,
-                "images": self._images[split],
-                "annotations": self._annotations[split],
-            }
-            path = self.out / "annotations_bwdf" / f"MotionNet_{split}.json"
-            path.write_text(json.dumps(coco, separators=(",", ":")), encoding="utf-8")
-        attributes = {str(scene): {"diameter": round(d, _DECIMALS)} for scene, d in sorted(self._diameters.items())}
+            entries = [self._entries[row] for row in sorted(self._entries) if self._entries[row][0] == split]
+            images = ",".join(image for _, image, _ in entries)
+            annotations = ",".join(a for _, _, annotation_list in entries for a in annotation_list)
+            text = f'{_json(header)[:-1]},"images":[{images}],"annotations":[{annotations}]}}'
+            (self.out / "annotations_bwdf" / f"MotionNet_{split}.json").write_text(text, encoding="utf-8")
+        attributes = {key: {"diameter": round(d, _DECIMALS)} for key, d in sorted(self._diameters.items())}
         (self.out / "real-attr.json").write_text(json.dumps(attributes, indent=1), encoding="utf-8")

@@ -26,6 +26,7 @@ class PartAnnotation:
     name: str
     category: str  # drawer | door | lid
     furniture: str
+    furniture_diameter_m: float  # bounding-box diagonal of the piece the part belongs to
     part_id: int  # index of the part in its scene
     mask: np.ndarray  # (H, W) bool
     handle_px: np.ndarray  # (2,)
@@ -80,15 +81,15 @@ class SceneViews:
         annotations: list[PartAnnotation] = []
         for index, count in zip(present.tolist(), counts.tolist()):
             part = self.layout.parts[index]
+            piece = self.layout.furniture[part.furniture]
             if count < min_pixels or not self.descriptions[index]:
                 continue
             motion = camera_motion(part, camera)
             pixels = project(np.stack([motion.handle, motion.origin]), camera.K)
             if not np.isfinite(pixels).all():
                 continue
-            inside = (pixels >= 0).all(axis=1) & (pixels[:, 0] <= camera.width - 1) & (pixels[:, 1] <= camera.height - 1)
-            if not inside.all():
-                continue
+            if (pixels < 0).any() or (pixels > [camera.width - 1, camera.height - 1]).any():
+                continue  # the handle or the origin projects outside the image
             u, v = np.round(pixels[0]).astype(int)
             if labels[v, u] != index or abs(depth[v, u] - motion.handle[2]) > HANDLE_DEPTH_TOLERANCE_M:
                 continue  # the handle is hidden
@@ -96,7 +97,8 @@ class SceneViews:
                 PartAnnotation(
                     name=part.name,
                     category=part.category,
-                    furniture=self.layout.furniture[part.furniture].name,
+                    furniture=piece.name,
+                    furniture_diameter_m=float(np.linalg.norm(piece.hi - piece.lo)),
                     part_id=index,
                     mask=labels == index,
                     handle_px=pixels[0],

@@ -8,6 +8,7 @@ part's instructions), ``category``, ``part_name``, ``range_max``.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ class SF3DWriter:
         (out / "depth").mkdir(parents=True, exist_ok=True)
         self._splits = splits
         self._metadata = metadata
-        self._records: dict[tuple[int, int, int], tuple[str, dict[str, Any]]] = {}
+        # (scene, view, part) -> (key, record JSON): serialised early, about 2 KB per record
+        self._records: dict[tuple[int, int, int], tuple[str, str]] = {}
 
     def add(self, scene: int, view: int, sample: SceneSample) -> None:
         stem = f"{scene:06d}_{view:02d}"
@@ -68,15 +70,16 @@ class SF3DWriter:
                 "part_name": part.name,
                 "range_max": round(float(part.range_max), _DECIMALS),
             }
-            self._records[(scene, view, part.part_id)] = (key, record)
+            self._records[(scene, view, part.part_id)] = (key, json.dumps(record))
 
     def close(self) -> None:
         """Write ``data.lmdb`` with the records and the splits."""
         # Imported here: segaff_core.data pulls in torch, which rendering workers do not need.
         from segaff_core.data.sf3d_format import write_lmdb
 
-        ordered = [self._records[k] for k in sorted(self._records)]
+        order = sorted(self._records)
         splits: dict[str, list[str]] = {split: [] for split in SPLITS}
-        for (scene, _, _), (key, _) in sorted(self._records.items()):
-            splits[self._splits[scene]].append(key)
-        write_lmdb(self.out / "data.lmdb", ordered, {**self._metadata, "splits": splits})
+        for scene, view, part in order:
+            splits[self._splits[scene]].append(self._records[(scene, view, part)][0])
+        records = ((key, json.loads(text)) for key, text in (self._records[k] for k in order))
+        write_lmdb(self.out / "data.lmdb", records, {**self._metadata, "splits": splits})

@@ -1,0 +1,225 @@
+"""End-to-end latency of the perception node next to the bare model on the same frames.
+
+    .venv/bin/python bench/node_latency.py --small            # random-weight ModelParams.small()
+    .venv/bin/python bench/node_latency.py --checkpoint C.ckpt --device cuda --input 256 --size 640x480
+
+Renders ``--frames`` synthetic RGB-D views, starts ``segaff_ros.perception_node`` as its own process and
+sends the frames one at a time over DDS (the next one after the previous result), measuring
+RGB stamp -> ``~/result`` received. Then the node is stopped and the same frames go through a bare
+``Predictor`` in this process. Printed: median and 90th percentile of each, and their ratio (the cost of
+the ROS face: serialisation, transport, decoding, synchronisation, publishing, the debug overlay).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="checkpoint (default: the shipped one)")
+    source.add_argument("--small", action="store_true", help="a random-weight ModelParams.small() checkpoint")
+    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default cpu)")
+    parser.add_argument("--input", type=int, default=256, help="square network input size (default 256)")
+    parser.add_argument("--size", default="320x240", help="camera image WIDTHxHEIGHT (default 320x240)")
+    parser.add_argument("--frames", type=int, default=30, help="frames measured (default 30)")
+    parser.add_argument("--no-debug-image", action="store_true", help="node without the debug overlay")
+    return parser.parse_args()
+
+
+def isolate_ros() -> None:
+    """Localhost-only discovery, and a domain of its own unless ROS_DOMAIN_ID is set."""
+    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 101))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+
+def small_checkpoint(directory: Path) -> Path:
+    import torch
+
+    from segaff_core.checkpoint import save_checkpoint
+    from segaff_core.config import ModelParams
+    from segaff_core.model import build_model
+
+    torch.manual_seed(0)
+    params = ModelParams.small()
+    return save_checkpoint(build_model(params), params, directory / "small.ckpt")
+
+
+def render_frames(count: int, width: int, height: int) -> tuple[list[Any], str]:
+    """``count`` views of synthetic scene 0 and the description of a part seen in the first."""
+    from segaff_core.synth.sample import scene_views
+
+    views, rng = scene_views(0)
+    samples = [views.view(rng, (height, width)) for _ in range(count)]
+    return samples, samples[0].parts[0].descriptions[0]
+
+
+class Client:
+    """Publishes frames and waits for the node's result of each (own context, executor thread)."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import String
+
+        from segaff_msgs.msg import AffordanceResult
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("segaff_latency_bench", context=self.context)
+        qos = QoSProfile(depth=5)
+        self.rgb = self.node.create_publisher(Image, "rgb/image", qos)
+        self.depth = self.node.create_publisher(Image, "depth/image", qos)
+        self.info = self.node.create_publisher(CameraInfo, "rgb/camera_info", qos)
+        self.instruction = self.node.create_publisher(String, "instruction", 10)
+        self._String = String
+        self._results: dict[int, tuple[float, Any]] = {}
+        self._arrived = threading.Condition()
+        self.node.create_subscription(AffordanceResult, "/segaff_perception/result", self._on_result, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _on_result(self, msg: Any) -> None:
+        from segaff_ros.conversions import stamp_to_ns
+
+        with self._arrived:
+            self._results[stamp_to_ns(msg.header.stamp)] = (time.time(), msg)
+            self._arrived.notify_all()
+
+    def wait_for_node(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        publishers = (self.rgb, self.depth, self.info, self.instruction)
+        while time.monotonic() < deadline:
+            if all(p.get_subscription_count() > 0 for p in publishers):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def send(self, sample: Any, instruction: str, timeout_s: float) -> Optional[tuple[float, Any]]:
+        """Publish one frame stamped now; (latency s, result) once its result arrives, else None."""
+        from std_msgs.msg import Header
+
+        from segaff_ros import conversions
+
+        stamp = self.node.get_clock().now()
+        header = Header(frame_id="camera_color_optical_frame", stamp=stamp.to_msg())
+        self.instruction.publish(self._String(data=instruction))
+        self.rgb.publish(conversions.numpy_to_image(sample.rgb, "rgb8", header))
+        self.depth.publish(conversions.numpy_to_image(sample.depth_m * 1000.0, "16UC1", header))
+        height, width = sample.rgb.shape[:2]
+        self.info.publish(conversions.K_to_camera_info(sample.K, width, height, header))
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: stamp.nanoseconds in self._results, timeout_s):
+                return None
+            received, result = self._results.pop(stamp.nanoseconds)
+        return received - stamp.nanoseconds * 1e-9, result
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def measure_node(args: argparse.Namespace, checkpoint: Path, samples: list[Any], instruction: str,
+                 log_path: Path) -> tuple[list[float], list[float]]:
+    """End-to-end latencies (s) and the node-reported model times (ms) of the frames."""
+    command = [
+        sys.executable, "-m", "segaff_ros.perception_node", "--ros-args",
+        "-p", f"checkpoint:={checkpoint}", "-p", f"device:={args.device}",
+        "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
+        "-p", "image_qos:=reliable", "-p", f"publish_debug_image:={'false' if args.no_debug_image else 'true'}",
+    ]
+    client = Client()
+    with open(log_path, "wb") as log:
+        node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    try:
+        if not client.wait_for_node(180.0):
+            raise SystemExit(f"the node did not come up; its log: {log_path}")
+        for sample in samples[:3]:  # warm-up: instruction encoding, first allocations
+            if client.send(sample, instruction, 120.0) is None:
+                raise SystemExit(f"no result for a warm-up frame; the node's log: {log_path}")
+        latencies_s, model_ms = [], []
+        for sample in samples:
+            answer = client.send(sample, instruction, 20.0)
+            if answer is None:
+                print("a frame got no result within 20 s (skipped)", file=sys.stderr)
+                continue
+            latencies_s.append(answer[0])
+            model_ms.append(answer[1].inference_time_ms)
+        return latencies_s, model_ms
+    finally:
+        node.send_signal(signal.SIGINT)
+        node.wait(timeout=30)
+        client.close()
+
+
+def measure_bare(args: argparse.Namespace, checkpoint: Path, samples: list[Any],
+                 instruction: str) -> tuple[list[float], list[float]]:
+    """Wall time (s) of ``Predictor.__call__`` and its network forward time ('image', ms) per frame."""
+    from segaff_core.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=args.device, input_size=(args.input, args.input))
+    for sample in samples[:3]:
+        predictor(sample.rgb, sample.depth_m, instruction, sample.K)
+    call_s, forward_ms = [], []
+    for sample in samples:
+        started = time.perf_counter()
+        prediction = predictor(sample.rgb, sample.depth_m, instruction, sample.K)
+        call_s.append(time.perf_counter() - started)
+        forward_ms.append(prediction.timings["image"])
+    return call_s, forward_ms
+
+
+def stats_ms(values_ms: list[float]) -> str:
+    return f"median {np.median(values_ms):8.1f} ms   p90 {np.percentile(values_ms, 90):8.1f} ms"
+
+
+def main() -> int:
+    args = parse_args()
+    isolate_ros()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    with tempfile.TemporaryDirectory(prefix="segaff_bench_") as tmp:
+        if args.small:
+            checkpoint = small_checkpoint(Path(tmp))
+        else:
+            from segaff_core.checkpoint import DEFAULT_CHECKPOINT
+
+            checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+            if not Path(checkpoint).is_file():
+                raise SystemExit(f"checkpoint {checkpoint} does not exist (name one, or use --small)")
+        samples, instruction = render_frames(args.frames, width, height)
+        latencies_s, node_model_ms = measure_node(args, checkpoint, samples, instruction, Path(tmp) / "node.log")
+        call_s, forward_ms = measure_bare(args, checkpoint, samples, instruction)
+    if not latencies_s:
+        raise SystemExit("no frame got a result")
+    end_to_end_ms = [1e3 * s for s in latencies_s]
+    bare_ms = [1e3 * s for s in call_s]
+    print(f"{len(end_to_end_ms)} frames {width}x{height}, input {args.input}x{args.input}, device {args.device}, "
+          f"checkpoint {'small (random)' if args.small else checkpoint}, instruction {instruction!r}")
+    print(f"end-to-end (RGB stamp -> ~/result)   {stats_ms(end_to_end_ms)}")
+    print(f"node's model time (inference_time)   {stats_ms(node_model_ms)}")
+    print(f"bare Predictor call, same frames      {stats_ms(bare_ms)}")
+    print(f"bare network forward ('image')       {stats_ms(forward_ms)}")
+    print(f"ratio end-to-end / bare Predictor     {np.median(end_to_end_ms) / np.median(bare_ms):.2f} (medians)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

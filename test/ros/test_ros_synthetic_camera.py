@@ -1,0 +1,95 @@
+"""The synthetic camera node over DDS: three topics with one stamp, REP 118 depth, a moving viewpoint."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+pytest.importorskip("segaff_msgs.msg", reason="segaff_msgs is not built (scripts/setup.sh builds it)")
+
+from ros_helpers import NodeProcess, wait_until  # noqa: E402
+from segaff_ros.conversions import camera_info_to_K, image_to_numpy, stamp_to_ns  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+TIMEOUT_S = 90.0
+
+
+class CameraListener:
+    """Records rgb/image, depth/image, rgb/camera_info and instruction (own context and executor)."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import String
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("segaff_camera_listener", context=self.context)
+        self._lock = threading.Lock()
+        self.received: dict[str, list[Any]] = {"rgb": [], "depth": [], "info": [], "instruction": []}
+        for key, msg_type, topic in [("rgb", Image, "rgb/image"), ("depth", Image, "depth/image"),
+                                     ("info", CameraInfo, "rgb/camera_info"), ("instruction", String, "instruction")]:
+            self.node.create_subscription(msg_type, topic, lambda msg, key=key: self._record(key, msg), 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _record(self, key: str, msg: Any) -> None:
+        with self._lock:
+            self.received[key].append(msg)
+
+    def get(self, key: str) -> list[Any]:
+        with self._lock:
+            return list(self.received[key])
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=10.0)
+
+
+@pytest.mark.parametrize("depth_encoding", ["16UC1", "32FC1"])
+def test_synthetic_camera_publishes_synchronized_rgbd(tmp_path: Path, depth_encoding: str) -> None:
+    listener = CameraListener()
+    camera = NodeProcess(
+        tmp_path / "camera.log",
+        ["-p", "width:=160", "-p", "height:=120", "-p", "rate_hz:=10.0", "-p", f"depth_encoding:={depth_encoding}",
+         "-p", "num_views:=3", "-p", "view_hold_s:=0.5", "-p", "publish_instruction:=true"],
+        module="segaff_ros.synthetic_camera",
+    )
+    try:
+        enough = wait_until(lambda: len(listener.get("info")) >= 20 and listener.get("instruction"), TIMEOUT_S)
+        assert enough, f"too few frames:\n{camera.log()}"
+        rgb, depth, info = listener.get("rgb"), listener.get("depth"), listener.get("info")
+    finally:
+        code = camera.stop()
+        listener.close()
+    assert code == 0, camera.log()
+
+    by_stamp = {stamp_to_ns(m.header.stamp): m for m in info}
+    matched = [(r, d, by_stamp[stamp_to_ns(r.header.stamp)]) for r, d in zip(rgb, depth)
+               if stamp_to_ns(r.header.stamp) == stamp_to_ns(d.header.stamp) and stamp_to_ns(r.header.stamp) in by_stamp]
+    assert len(matched) >= 15, "RGB, depth and camera_info must share their stamps"
+    for rgb_msg, depth_msg, info_msg in matched:
+        assert {rgb_msg.header.frame_id, depth_msg.header.frame_id, info_msg.header.frame_id} == {
+            "camera_color_optical_frame"}
+        assert (rgb_msg.encoding, depth_msg.encoding) == ("rgb8", depth_encoding)
+        assert image_to_numpy(rgb_msg).shape == (120, 160, 3)
+        depth_m = image_to_numpy(depth_msg)
+        assert depth_m.shape == (120, 160) and 0.3 < np.median(depth_m[depth_m > 0]) < 10.0
+        K = camera_info_to_K(info_msg)
+        assert (info_msg.width, info_msg.height) == (160, 120) and 0 < K[0, 2] < 160
+
+    periods_s = np.diff(sorted(by_stamp)) * 1e-9
+    assert 0.05 < np.median(periods_s) < 0.2, f"not about 10 Hz: median period {np.median(periods_s):.3f} s"
+    distinct_views = {image_to_numpy(r).tobytes() for r, _, _ in matched}
+    assert len(distinct_views) >= 2, "the viewpoint must change"
+    assert listener.get("instruction")[0].data.strip()
