@@ -151,10 +151,10 @@ def measure_node(args: argparse.Namespace, checkpoint: Path, samples: list[Any],
         node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
         if not client.wait_for_node(180.0):
-            raise SystemExit(f"the node did not come up; its log: {log_path}")
+            raise SystemExit(f"the node did not come up; its log:\n{log_path.read_text()[-3000:]}")
         for sample in samples[:3]:  # warm-up: instruction encoding, first allocations
             if client.send(sample, instruction, 120.0) is None:
-                raise SystemExit(f"no result for a warm-up frame; the node's log: {log_path}")
+                raise SystemExit(f"no result for a warm-up frame; the node's log:\n{log_path.read_text()[-3000:]}")
         latencies_s, model_ms = [], []
         for sample in samples:
             answer = client.send(sample, instruction, 20.0)

@@ -182,13 +182,16 @@ def quaternion_from_z(z_axis: np.ndarray) -> np.ndarray:
 def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
     """K (3, 3) for an image resized by ``sx`` = new_width / old_width and ``sy`` = new_height / old_height.
 
-    fx, cx scale with ``sx`` and fy, cy with ``sy`` (the convention of ROS ``image_proc`` resize).
+    fx scales with ``sx`` and fy with ``sy``; the principal point moves as pixel centres do under
+    ``cv2.resize`` (``c' = (c + 0.5) * s - 0.5``), so a 3D point keeps its normalised image position.
     """
     K = _check_intrinsics(K).copy()
     if not (np.isfinite(sx) and np.isfinite(sy) and sx > 0 and sy > 0):
         raise ValueError(f"scale factors must be finite and > 0, got sx={sx}, sy={sy}")
     K[0, :] *= sx
     K[1, :] *= sy
+    K[0, 2] += 0.5 * sx - 0.5
+    K[1, 2] += 0.5 * sy - 0.5
     return K
 
 
@@ -234,3 +237,16 @@ def trajectory_rotation(
         + k[None, :] * (k @ offset) * (1.0 - cos)
     )
     return origin[None, :] + rotated
+
+
+def pixel_to_normalised(pixel_uv: ArrayLike, size_hw: tuple[int, int]) -> np.ndarray:
+    """OpenCV pixel coordinates (pixel centres at integers) -> [0, 1] (pixel centres at (i + 0.5) / size).
+
+    The model's soft-argmax and heatmap targets use the [0, 1] convention.
+    """
+    return (np.asarray(pixel_uv, dtype=np.float64) + 0.5) / np.array([size_hw[1], size_hw[0]], dtype=np.float64)
+
+
+def normalised_to_pixel(point_xy: ArrayLike, size_hw: tuple[int, int]) -> np.ndarray:
+    """The inverse of :func:`pixel_to_normalised`."""
+    return np.asarray(point_xy, dtype=np.float64) * np.array([size_hw[1], size_hw[0]], dtype=np.float64) - 0.5

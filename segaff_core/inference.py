@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from segaff_core import checkpoint, geometry
+from segaff_core.geometry import normalised_to_pixel
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD
 from segaff_core.model import SegAffordanceModel, TextFeatures
 from segaff_core.text import tokenize
@@ -341,9 +342,7 @@ def prediction_from_outputs(
         point_xy, axis, origin_offset = item("point_xy"), item("axis"), item("origin_offset")  # (2,), (3,), (3,)
         relative_trajectory = item("trajectory")  # (T, 3)
         motion_probability = outputs["motion_type_logits"][index].float().softmax(dim=-1).cpu().numpy()  # (2,)
-    # point_xy is a pixel-centre position in [0, 1] (soft-argmax); geometry puts pixel centres at integers.
-    u = float(np.clip(point_xy[0] * width - 0.5, 0.0, width - 1))
-    v = float(np.clip(point_xy[1] * height - 0.5, 0.0, height - 1))
+    u, v = np.clip(normalised_to_pixel(point_xy, (height, width)), 0.0, [width - 1, height - 1]).tolist()
     motion_index = int(np.argmax(motion_probability))
     point_3d, approach = lift_point(u, v, mask, depth_m, K, min_depth_m, max_depth_m)
     origin = point_3d + origin_offset if motion_index == 1 else point_3d.copy()

@@ -101,8 +101,8 @@ class SegAffordanceModule(L.LightningModule):
         self.model.freeze(freeze)
         self.nonfinite_steps = 0  # training steps skipped for a NaN/inf loss, in all
         self._nonfinite_in_a_row = 0
-        self._val_metrics = MetricAccumulator(self.test_params)
-        self._test_metrics = MetricAccumulator(self.test_params)
+        self.val_metrics = MetricAccumulator(self.test_params)
+        self.test_metrics = MetricAccumulator(self.test_params)  # keeps the last test's per-sample results
 
     def _load_init_checkpoint(self, path: str) -> None:
         """Copy the network weights of the checkpoint at ``path`` into ``self.model`` (strict)."""
@@ -119,7 +119,12 @@ class SegAffordanceModule(L.LightningModule):
         return self.model(batch["image"], batch["depth"], batch["text"], targets)
 
     def training_step(self, batch: Optional[dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
-        """The weighted total loss; None (no optimizer step) when it is not finite."""
+        """The weighted total loss; None (Lightning skips the update) when it is not finite or the batch empty.
+
+        Lightning supports skipping only on one device: under DDP a rank that skips while others do not
+        hangs (keep ``skip_bad`` off there; a NaN loss stops the run after ``MAX_NONFINITE_STEPS`` anyway).
+        The forward pass of a skipped step has already updated the BatchNorm statistics.
+        """
         if batch is None:  # every sample of the batch was skipped as bad
             return None
         outputs = self(batch, with_targets=True)
@@ -185,11 +190,13 @@ class SegAffordanceModule(L.LightningModule):
         """Log the loss terms (val/<name>) and collect metrics; draw the first batch's samples."""
         if batch is None:
             return
-        outputs = self._evaluate(batch, self._val_metrics)
+        outputs = self._evaluate(batch, self.val_metrics)
         total, terms = compute_losses(outputs, batch, self.loss_params)
         batch_size = len(batch["image"])
         self.log("val/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=True)
-        self.log_dict({f"val/{name}": value for name, value in terms.items()}, batch_size=batch_size, sync_dist=True)
+        self.log_dict(
+            {f"val/{name}": value for name, value in terms.items()}, batch_size=batch_size, sync_dist=True
+        )
         if batch_idx == 0:
             self._log_images(batch, outputs)
 
@@ -206,10 +213,10 @@ class SegAffordanceModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Log the aggregate metrics (val/<name>); a ``validate`` run also writes the report."""
-        if not self._val_metrics.results:  # every batch was skipped
+        if not self.val_metrics.results:  # every batch was skipped
             return
-        metrics = self._val_metrics.compute()
-        self._val_metrics.reset()
+        metrics = self.val_metrics.compute()
+        self.val_metrics.reset()
         self.log_dict({f"val/{name}": float(value) for name, value in metrics.items()}, sync_dist=True)
         if self.trainer.state.fn == TrainerFn.VALIDATING:
             self._write_report(metrics)
@@ -217,21 +224,21 @@ class SegAffordanceModule(L.LightningModule):
     def test_step(self, batch: Optional[dict[str, Any]], batch_idx: int) -> None:
         """Collect the per-sample metrics of the batch."""
         if batch is not None:
-            self._evaluate(batch, self._test_metrics)
+            self._evaluate(batch, self.test_metrics)
 
     def on_test_epoch_start(self) -> None:
-        self._test_metrics.reset()
+        self.test_metrics.reset()
 
     def on_test_epoch_end(self) -> None:
         """Log the aggregate metrics (test/<name>) and write the JSON and Markdown report to the log dir."""
-        metrics = self._test_metrics.compute()
+        metrics = self.test_metrics.compute()
         self.log_dict({f"test/{name}": float(value) for name, value in metrics.items()})
         self._write_report(metrics)
 
     def _write_report(self, metrics: dict[str, float]) -> None:
         """``<name>.json`` and ``<name>.md`` in the logger's log dir (else the trainer's default_root_dir)."""
         if self.trainer.world_size > 1:
-            rank_zero_warn("the metrics cover each process's samples only: evaluate on one device (trainer.devices=1)")
+            rank_zero_warn("the report covers rank 0's samples only: evaluate on one device (trainer.devices=1)")
         if self.trainer.is_global_zero:
             out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             name = REPORT_NAMES[self.trainer.state.fn.value]
@@ -245,17 +252,18 @@ class SegAffordanceModule(L.LightningModule):
         return {"image_id": batch["image_id"], "description": batch["description"], "predictions": predictions}
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW over the trainable parameters (backbone group at ``lr * backbone_lr_multiplier``), MultiStepLR per epoch."""
+        """AdamW on the trainable parameters (backbone at ``lr * backbone_lr_multiplier``), MultiStepLR by epoch."""
+        optim = self.optim_params
         backbone, heads = [], []
         for name, parameter in self.model.named_parameters():
             if parameter.requires_grad:
                 (backbone if name.startswith("backbone.") else heads).append(parameter)
         groups = [
-            {"name": "heads", "params": heads, "lr": self.optim_params.lr},
-            {"name": "backbone", "params": backbone, "lr": self.optim_params.lr * self.optim_params.backbone_lr_multiplier},
+            {"name": "heads", "params": heads, "lr": optim.lr},
+            {"name": "backbone", "params": backbone, "lr": optim.lr * optim.backbone_lr_multiplier},
         ]
         optimizer = torch.optim.AdamW(
-            [group for group in groups if group["params"]], lr=self.optim_params.lr, weight_decay=self.optim_params.weight_decay
+            [group for group in groups if group["params"]], lr=optim.lr, weight_decay=optim.weight_decay
         )
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.optim_params.milestones), self.optim_params.gamma)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim.milestones), optim.gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -146,8 +146,9 @@ def _int_range(low: int, high: int, step: int = 1) -> list[IntegerRange]:
 # name -> (default, description, descriptor keyword arguments)
 _PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "checkpoint": ("", "SegAffordance .ckpt file; '' = the shipped default checkpoint", {}),
-    "device": ("auto", "auto | cpu | cuda | cuda:N (cuda absent: warning, CPU)", {}),
-    "precision": ("fp32", "fp32 | fp16 | bf16", {}),
+    "device": ("auto", "device of the model (CUDA asked for but absent: a warning, then the CPU)",
+               {"additional_constraints": "auto, cpu, cuda or cuda:N"}),
+    "precision": ("fp32", "inference precision (fp16 needs CUDA)", {"additional_constraints": "fp32, fp16 or bf16"}),
     "input_height": (256, "model input height, px (multiple of 32)", {"integer_range": _int_range(64, 1024, 32)}),
     "input_width": (256, "model input width, px (multiple of 32)", {"integer_range": _int_range(64, 1024, 32)}),
     "mask_threshold": (0.5, "probability above which a pixel belongs to the part",
@@ -159,8 +160,8 @@ _PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
                         {"floating_point_range": _float_range(0.0, 60.0)}),
     "max_rate_hz": (0.0, "most model runs per second (0 = as fast as the model goes)",
                     {"floating_point_range": _float_range(0.0, 1000.0)}),
-    "image_qos": ("best_effort", "reliability of the image and camera_info subscriptions: best_effort | reliable",
-                  {}),
+    "image_qos": ("best_effort", "reliability of the image and camera_info subscriptions",
+                  {"additional_constraints": "best_effort (accepts every publisher) or reliable"}),
     "publish_debug_image": (True, "publish ~/debug_image, an rgb8 overlay of the result", {}),
     "min_depth_m": (0.1, "smallest valid depth, m", {"floating_point_range": _float_range(0.0, 100.0)}),
     "max_depth_m": (10.0, "largest valid depth, m", {"floating_point_range": _float_range(0.0, 100.0)}),
@@ -338,12 +339,14 @@ class PerceptionNode(Node):
         if text == self._instruction:
             return
         self._instruction = text
-        if text:
-            self.get_logger().info(f"instruction: {text!r}")
-            return
-        self.get_logger().info("empty instruction: processing stopped until the next instruction")
         with self._frame_lock:
             frame = self._latest_frame
+        if text:
+            self.get_logger().info(f"instruction: {text!r}")
+            if frame is not None:  # answer on the newest frame now rather than on the next one
+                self._slot.put(frame)
+            return
+        self.get_logger().info("empty instruction: processing stopped until the next instruction")
         if frame is not None:
             self._markers_pub.publish(conversions.delete_all_markers(frame.rgb.header))
 
@@ -351,7 +354,7 @@ class PerceptionNode(Node):
         """Run the model once on the newest synchronized frame with ``request.instruction``.
 
         Returns the response: ``success`` False and a ``message`` when there is no frame or no
-        instruction, or the frame cannot be processed.
+        instruction, the frame cannot be processed, or no valid depth lies under the interaction point.
         """
         text = request.instruction.strip()[:MAX_INSTRUCTION_CHARS]
         with self._frame_lock:
@@ -369,9 +372,10 @@ class PerceptionNode(Node):
             except Exception as error:  # a failed query must not take the service down
                 response.success, response.message = False, f"inference failed: {type(error).__name__}: {error}"
             else:
-                response.success = True
-                response.message = "" if prediction.valid_3d else "no valid depth at the interaction point"
                 response.result = conversions.prediction_to_result(prediction, frame.rgb.header, text)
+                response.success = prediction.valid_3d
+                if not prediction.valid_3d:
+                    response.message = "no valid depth at the interaction point: only the mask is meaningful"
         return response
 
     def _on_diagnostics_timer(self) -> None:

@@ -56,7 +56,9 @@ class SyntheticCamera(Node):
             "publish_instruction", False, "publish a visible part's description on 'instruction' once a second"
         )
         if self._depth_encoding not in _DEPTH_ENCODINGS:
-            raise ValueError(f"parameter 'depth_encoding' is {self._depth_encoding!r}: expected one of {_DEPTH_ENCODINGS}")
+            raise ValueError(
+                f"parameter 'depth_encoding' is {self._depth_encoding!r}: expected one of {_DEPTH_ENCODINGS}"
+            )
 
         self._views: list[SceneSample] = self._render_views(num_views)
         self._started: float = time.monotonic()

@@ -1,6 +1,7 @@
 """OPDDataset on OPDReal- and OPDMulti-layout roots built from the real annotation files."""
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import multiprocessing
@@ -28,8 +29,7 @@ def _column_major(values: list[float], n: int) -> np.ndarray:
 
 def _annotations(root) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
     path = next((root / "annotations_bwdf").glob("MotionNet_valid.json*"))
-    opener = __import__("gzip").open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:
+    with (gzip.open(path, "rt") if path.suffix == ".gz" else path.open()) as f:
         coco = json.load(f)
     return coco, {i["id"]: i for i in coco["images"]}
 
@@ -67,12 +67,12 @@ def test_samples_follow_the_annotations(opd_make_root, layout):
         np.testing.assert_allclose(sample["origin"].numpy(), origin, atol=1e-6)
         np.testing.assert_allclose(sample["point_3d"].numpy(), origin, atol=1e-6)
         projected = K @ origin
-        expected_point = [projected[0] / projected[2] / width, projected[1] / projected[2] / height]
+        expected_point = [(projected[0] / projected[2] + 0.5) / width, (projected[1] / projected[2] + 0.5) / height]
         np.testing.assert_allclose(sample["point"].numpy(), expected_point, atol=1e-6)
         assert ((sample["point"] >= 0) & (sample["point"] <= 1)).all()
         # the scaled K projects the origin onto the same normalised point of the resized image
         projected = sample["K"].double().numpy() @ origin
-        np.testing.assert_allclose(projected[:2] / projected[2] / 256.0, expected_point, atol=1e-5)
+        np.testing.assert_allclose((projected[:2] / projected[2] + 0.5) / 256.0, expected_point, atol=1e-5)
         assert not sample["has_trajectory"] and torch.count_nonzero(sample["trajectory"]) == 0
         assert sample["trajectory"].shape == (20, 3) and sample["diameter"].item() == 0.0
 
@@ -85,8 +85,9 @@ def test_opdmulti_intrinsics_scale_separately_in_x_and_y(opd_make_root):
     for size in [(256, 256), (192, 256), (96, 128)]:
         scaled = OPDDataset(root, "valid", input_size=size)[0]["K"].double().numpy()
         sy, sx = size[0] / 192, size[1] / 256
-        np.testing.assert_allclose(scaled[0], K[0] * sx, rtol=1e-6)
-        np.testing.assert_allclose(scaled[1], K[1] * sy, rtol=1e-6)
+        np.testing.assert_allclose(scaled[0, :2], K[0, :2] * sx, rtol=1e-6)
+        np.testing.assert_allclose(scaled[1, :2], K[1, :2] * sy, rtol=1e-6)
+        np.testing.assert_allclose(scaled[:2, 2], (K[:2, 2] + 0.5) * [sx, sy] - 0.5, rtol=1e-6)
     scaled = OPDDataset(root, "valid", input_size=(256, 256))[0]["K"].double().numpy()
     assert scaled[0, 0] == pytest.approx(K[0, 0]) and scaled[1, 1] == pytest.approx(K[1, 1] * 256 / 192)
 
@@ -114,12 +115,12 @@ def test_masks_match_the_polygons(opd_make_root, layout):
 
 def test_depth_in_metres_and_image_normalised(opd_make_root):
     root = opd_make_root("real")
-    dataset = OPDDataset(root, "valid", input_size=(256, 256))
-    sample = dataset[0]
+    coco, images = _annotations(root)
+    sample = OPDDataset(root, "valid", input_size=(256, 256))[0]
+    depth_name = images[coco["annotations"][0]["image_id"]]["depth_file_name"]
     with h5py.File(root / "depth.h5") as h5:
         names = [n.decode() for n in h5["depth_filenames"][()]]
-        depth_mm = h5["depth_images"][names.index(_annotations(root)[1][_annotations(root)[0]["annotations"][0]
-                                                                         ["image_id"]]["depth_file_name"])]
+        depth_mm = h5["depth_images"][names.index(depth_name)]
     np.testing.assert_allclose(sample["depth"][0].numpy(), depth_mm[:, :, 0] / 1000.0, rtol=1e-6)
     assert sample["depth"][0, :8, :8].eq(0).all()
     with h5py.File(root / "valid.h5") as h5:
@@ -127,6 +128,17 @@ def test_depth_in_metres_and_image_normalised(opd_make_root):
         rgb = h5["valid_images"][names.index(sample["image_id"])]
     expected = (rgb[..., 0] / 255.0 - CLIP_MEAN[0]) / CLIP_STD[0]
     np.testing.assert_allclose(sample["image"][0].numpy(), expected, atol=1e-5)
+
+
+def test_h5_file_names_stored_as_str(opd_make_root):
+    root = opd_make_root("real")
+    with h5py.File(root / "valid.h5", "a") as h5:
+        names = [n.decode() for n in h5["valid_filenames"][()]]
+        del h5["valid_filenames"]
+        h5.create_dataset("valid_filenames", data=names, dtype=h5py.string_dtype())
+    dataset = OPDDataset(root, "valid", input_size=(64, 64))
+    assert [dataset[i]["image_id"] for i in range(len(dataset))] == [
+        dataset.describe(i).split("(image ")[1].rstrip(")") for i in range(len(dataset))]
 
 
 def test_diameter_from_real_attr(opd_make_root):

@@ -76,7 +76,7 @@ def test_samples_follow_the_records(sf3d_make_root):
         np.testing.assert_allclose(sample["axis"].numpy(), [0, 1, 0])
         np.testing.assert_allclose(sample["origin"].numpy(), record["motion_origin_camera_coords"], atol=1e-6)
         pixel = record.get("interaction_pixel", record["motion_origin_pixel"])
-        np.testing.assert_allclose(sample["point"].numpy(), [pixel[0] / width, pixel[1] / height], atol=1e-6)
+        np.testing.assert_allclose(sample["point"].numpy(), [(pixel[0] + 0.5) / width, (pixel[1] + 0.5) / height], atol=1e-6)
         point_3d = record.get("interaction_point_camera_coords", record["motion_origin_camera_coords"])
         np.testing.assert_allclose(sample["point_3d"].numpy(), point_3d, atol=1e-6)
         K = SF3D_K.copy()

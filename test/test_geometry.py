@@ -147,7 +147,8 @@ def test_zero_axis_rejected() -> None:
 
 def test_scale_intrinsics() -> None:
     scaled = geometry.scale_intrinsics(K, 0.5, 0.25)
-    np.testing.assert_allclose(scaled, [[250, 0, 160], [0, 100, 60], [0, 0, 1]])
+    # pixel centres move as under cv2.resize: c' = (c + 0.5) * s - 0.5
+    np.testing.assert_allclose(scaled, [[250, 0, 159.75], [0, 100, 59.625], [0, 0, 1]])
     with pytest.raises(ValueError):
         geometry.scale_intrinsics(K, 0.0, 1.0)
 

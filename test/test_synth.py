@@ -11,11 +11,13 @@ import open3d as o3d
 import open3d.core as o3c
 import pytest
 
+from segaff_core.data.common import polygon_mask
 from segaff_core.geometry import project
 from segaff_core.synth import generate, generate_dataset, render_scene
 from segaff_core.synth.articulation import world_trajectory
 from segaff_core.synth.generate import assign_splits, scene_seed
 from segaff_core.synth.language import referring_expressions
+from segaff_core.synth.masks import bbox_xywh, coco_polygons, outline_yx
 from segaff_core.synth.sample import MIN_MASK_FRACTION, SceneSample, SceneViews, scene_views
 
 SEEDS = range(12)
@@ -55,7 +57,7 @@ def test_masks_handles_and_projection(views: list[tuple[SceneViews, list[SceneSa
             u, v = np.round(part.handle_px).astype(int)
             assert part.mask[v, u], f"{part.name}: handle pixel outside its mask"
             np.testing.assert_allclose(project(part.handle_3d, sample.K)[0], part.handle_px, atol=1e-6)
-            assert abs(sample.depth_m[v, u] - part.handle_3d[2]) < 0.03
+            assert abs(sample.depth_m[v, u] - part.handle_3d[2]) < 0.06
             origin_px = project(part.origin, sample.K)[0]
             assert (origin_px >= 0).all() and (origin_px <= [SIZE[1] - 1, SIZE[0] - 1]).all()
             assert part.category in ("drawer", "door", "lid") and part.descriptions
@@ -208,7 +210,7 @@ def _check_sample(sample: dict, rendered: SceneSample, point_px: str) -> None:
     mask = sample["mask"][0].numpy() > 0.5
     assert (mask & part.mask).sum() / (mask | part.mask).sum() > 0.9
     expected = part.handle_px if point_px == "handle" else project(part.origin, rendered.K)[0]
-    np.testing.assert_allclose(sample["point"].numpy(), expected / [SIZE[1], SIZE[0]], atol=1e-5)
+    np.testing.assert_allclose(sample["point"].numpy(), (expected + 0.5) / [SIZE[1], SIZE[0]], atol=1e-5)
     np.testing.assert_allclose(sample["axis"].numpy(), part.axis, atol=1e-5)
     np.testing.assert_allclose(sample["K"].numpy(), rendered.K, atol=1e-4)
     valid = rendered.depth_m > 0
@@ -276,3 +278,16 @@ def test_unusable_scene_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(generate, "scene_views", first_scene_unusable)
     samples = generate._render_task(generate._SceneTask(0, 11, 2, SIZE, 0))
     assert len(samples) == 2 and seeds == [11, scene_seed(11, 1)]
+
+
+def test_mask_outlines() -> None:
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[2:8, 3:13] = True
+    assert bbox_xywh(mask) == [3.0, 2.0, 10.0, 6.0]
+    assert polygon_mask([np.asarray(p).reshape(-1, 2) for p in coco_polygons(mask)], 20, 30).astype(bool).tolist() \
+        == mask.tolist()
+    mask[15, 25] = True  # a speck: the outline keeps the main component
+    np.testing.assert_array_equal(polygon_mask([outline_yx(mask)[:, ::-1]], 20, 30)[2:8, 3:13], 1)
+    assert polygon_mask([outline_yx(mask)[:, ::-1]], 20, 30).sum() == 60
+    mask[10:14, 20:28] = True  # two large components: their convex hull
+    assert polygon_mask([outline_yx(mask)[:, ::-1]], 20, 30).sum() > mask.sum()

@@ -60,10 +60,10 @@ def test_scale_K_per_axis_keeps_normalised_projections():
     scaled = scale_K(K_OPDMULTI, (192, 256), (256, 256))
     assert scaled[0, 0] == pytest.approx(K_OPDMULTI[0, 0]) and scaled[0, 2] == pytest.approx(K_OPDMULTI[0, 2])
     assert scaled[1, 1] == pytest.approx(K_OPDMULTI[1, 1] * 256 / 192)
-    assert scaled[1, 2] == pytest.approx(K_OPDMULTI[1, 2] * 256 / 192)
+    assert scaled[1, 2] == pytest.approx((K_OPDMULTI[1, 2] + 0.5) * 256 / 192 - 0.5)
     point = np.array([0.3, -0.2, 1.7])
     before, after = K_OPDMULTI @ point, scaled @ point
-    np.testing.assert_allclose(after[:2] / after[2] / [256, 256], before[:2] / before[2] / [256, 192])
+    np.testing.assert_allclose((after[:2] / after[2] + 0.5) / [256, 256], (before[:2] / before[2] + 0.5) / [256, 192])
 
 
 def test_normalize_maps_the_clip_mean_colour_to_zero():

@@ -28,7 +28,6 @@ Sample = dict[str, Any]
 """One sample of the data contract (docs/DESIGN.md): tensors plus ``description`` and ``image_id``."""
 
 TRAJECTORY_POINTS = 20
-MOTION_TYPES = {"translation": 0, "rotation": 1}
 _MIN_POLYGON_AREA_PX = 1e-6
 _MIN_AXIS_NORM = 1e-9
 _POLYGON_SHIFT_BITS = 3  # cv2.fillPoly fixed-point precision: 1/8 pixel
@@ -100,7 +99,7 @@ HandleT = TypeVar("HandleT")
 
 
 class ProcessLocal(Generic[HandleT]):
-    """A handle (HDF5 file, LMDB environment) opened lazily, once per process.
+    """A handle (e.g. an HDF5 file) opened lazily, once per process.
 
     A forked DataLoader worker sees the parent's pid in :attr:`_pid` and opens its own handle; the
     handle is never pickled (spawned workers start without one).

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-import cv2
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
@@ -21,11 +20,6 @@ from segaff_core.data.sf3d import SF3DDataset
 log = logging.getLogger(__name__)
 
 _REPORTED_NAMES = 5
-
-
-def _worker_init(worker_id: int) -> None:
-    """One OpenCV thread per DataLoader worker: the workers already use every core."""
-    cv2.setNumThreads(1)
 
 
 class SkippedSamplesReport(Callback):
@@ -99,7 +93,6 @@ class AffordanceDataModule(L.LightningDataModule):
             collate_fn=collate_samples,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            worker_init_fn=_worker_init,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -20,7 +20,6 @@ import h5py
 import numpy as np
 
 from segaff_core.data.common import (
-    MOTION_TYPES,
     TRAJECTORY_POINTS,
     AffordanceDataset,
     DatasetError,
@@ -32,12 +31,13 @@ from segaff_core.data.common import (
     safe_join,
     unit_vector,
 )
-from segaff_core.geometry import project
+from segaff_core.geometry import pixel_to_normalised, project
 
 log = logging.getLogger(__name__)
 
 _MM_PER_M = 1000.0
 DEPTH_FILE = "depth.h5"
+MOTION_TYPES = {"translation": 0, "rotation": 1}
 ATTRIBUTE_FILES = ("real-attr.json", "obj_info.json")
 
 
@@ -59,8 +59,8 @@ class OPDAnnotation:
 
     @property
     def point_xy(self) -> np.ndarray:
-        """The origin projected with K, normalised by the image size (NaN behind the camera)."""
-        return project(self.origin, self.K)[0] / np.array([self.size[1], self.size[0]])
+        """The origin projected with K, normalised to [0, 1] (NaN behind the camera)."""
+        return pixel_to_normalised(project(self.origin, self.K)[0], self.size)
 
 
 def _camera_matrix(value: Any, shape: tuple[int, int]) -> np.ndarray:

@@ -20,7 +20,7 @@ from segaff_core.data.common import (
     unit_vector,
 )
 from segaff_core.data.sf3d_format import MOTION_TYPES, decode_record, open_lmdb, read_metadata
-from segaff_core.geometry import resample_polyline
+from segaff_core.geometry import pixel_to_normalised, resample_polyline
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class SF3DDataset(AffordanceDataset):
         origin = np.asarray(record["motion_origin_camera_coords"], dtype=np.float64)
         pixel = record.get("interaction_pixel")
         point_pixel = np.asarray(record["motion_origin_pixel"] if pixel is None else pixel, dtype=np.float64)
-        point_xy = point_pixel / np.array([size[1], size[0]])
+        point_xy = pixel_to_normalised(point_pixel, size)
         if not ((point_xy >= 0).all() and (point_xy <= 1).all()):
             raise DatasetError(f"{name}: interaction pixel {point_pixel.tolist()} lies outside the "
                                f"{size[1]}x{size[0]} image")

@@ -34,6 +34,5 @@ def outline_yx(mask: np.ndarray) -> np.ndarray:
 
 def bbox_xywh(mask: np.ndarray) -> list[float]:
     """COCO ``bbox`` [x, y, width, height] in pixels of a non-empty mask."""
-    rows, cols = np.nonzero(mask)
-    x, y = float(cols.min()), float(rows.min())
-    return [x, y, float(cols.max()) - x + 1, float(rows.max()) - y + 1]
+    x, y, width, height = cv2.boundingRect(mask.astype(np.uint8))
+    return [float(x), float(y), float(width), float(height)]

@@ -13,7 +13,9 @@ from segaff_core.synth.layout import SceneLayout
 from segaff_core.synth.render import Lighting, Renderer
 from segaff_core.synth.scene import build_scene
 
-HANDLE_DEPTH_TOLERANCE_M = 0.03
+# The ray through the handle pixel must hit the part within this of the handle point: on the handle, or
+# on the front just behind a handle thinner than a pixel (stand-off + bar <= 5.2 cm).
+HANDLE_DEPTH_TOLERANCE_M = 0.06
 MIN_MASK_FRACTION = 0.0015  # of the image: 98 px at 256 x 256
 MAX_VIEW_ATTEMPTS = 40
 

@@ -231,8 +231,8 @@ class FrameSpec:
             depth_msg.encoding = self.depth_encoding
         messages: list[tuple[str, Any]] = [("rgb/image", rgb_msg), ("depth/image", depth_msg)]
         if self.send_camera_info:
-            info = conversions.K_to_camera_info(np.zeros((3, 3)) if self.zero_K else K, self.width, self.height, header)
-            messages.append(("rgb/camera_info", info))
+            info_K = np.zeros((3, 3)) if self.zero_K else K
+            messages.append(("rgb/camera_info", conversions.K_to_camera_info(info_K, self.width, self.height, header)))
         return messages
 
 
@@ -345,6 +345,13 @@ class Probe:
     def diagnostic_count(self, key: str) -> int:
         values = self.diagnostics()
         return int(float(values[key])) if values else 0
+
+    def fresh_diagnostic_count(self, key: str, timeout_s: float = 30.0) -> int:
+        """``key`` of a diagnostics status published after this call (the second one received since,
+        so that a status already on its way when called is not taken)."""
+        seen = len(self.messages("diagnostics"))
+        assert wait_until(lambda: len(self.messages("diagnostics")) >= seen + 2, timeout_s), "no /diagnostics"
+        return self.diagnostic_count(key)
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -28,7 +28,9 @@ def other_config_checkpoint(small_checkpoint: Path, path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def failed_starts(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NodeProcess]]:
+def failed_starts(
+    small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, NodeProcess]]:
     """Every bad configuration started at once (they run concurrently to save time)."""
     tmp = tmp_path_factory.mktemp("startup")
     garbage = tmp / "garbage.ckpt"
@@ -36,7 +38,9 @@ def failed_starts(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
     cases = {
         "missing-checkpoint": ["-p", f"checkpoint:={tmp / 'missing.ckpt'}"],
         "not-a-checkpoint": ["-p", f"checkpoint:={garbage}"],
-        "checkpoint-of-another-config": ["-p", f"checkpoint:={other_config_checkpoint(small_checkpoint, tmp / 'other.ckpt')}"],
+        "checkpoint-of-another-config": [
+            "-p", f"checkpoint:={other_config_checkpoint(small_checkpoint, tmp / 'other.ckpt')}"
+        ],
         "parameter-out-of-range": ["-p", f"checkpoint:={small_checkpoint}", "-p", "mask_threshold:=1.5"],
         "unknown-device": ["-p", f"checkpoint:={small_checkpoint}", "-p", "device:=tpu"],
     }
@@ -56,7 +60,9 @@ def failed_starts(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
         ("unknown-device", "parameter 'device' is 'tpu'"),
     ],
 )
-def test_bad_start_exits_non_zero_with_a_clear_message(failed_starts: dict[str, NodeProcess], case: str, expected: str) -> None:
+def test_bad_start_exits_non_zero_with_a_clear_message(
+    failed_starts: dict[str, NodeProcess], case: str, expected: str
+) -> None:
     process = failed_starts[case]
     code = process.wait_exit(EXIT_TIMEOUT_S)
     log = process.log()

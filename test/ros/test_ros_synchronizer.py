@@ -19,7 +19,9 @@ class Recorder:
         self.sets.append(items)
 
 
-def make(num_inputs: int = 3, queue_size: int = 10, slop_s: float = 0.01) -> tuple[ApproximateTimeSynchronizer, Recorder]:
+def make(
+    num_inputs: int = 3, queue_size: int = 10, slop_s: float = 0.01
+) -> tuple[ApproximateTimeSynchronizer, Recorder]:
     recorder = Recorder()
     return ApproximateTimeSynchronizer(num_inputs, queue_size, slop_s, recorder), recorder
 

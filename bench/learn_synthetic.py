@@ -1,0 +1,123 @@
+"""Does the small model learn? Train config/synthetic_train.yaml on the CPU for a bounded time, then test.
+
+    .venv/bin/python bench/learn_synthetic.py                      # 30 minutes, 2000 images at 128 x 128
+    .venv/bin/python bench/learn_synthetic.py --minutes 5 --num-images 500
+
+Writes a synthetic SceneFun3D-format data set (``segaff_core.synth.generate_dataset``, as
+``segaff synth --format sf3d``) unless ``--data`` names one, trains through ``train/fit.py`` with the
+synthetic config (``trainer.max_time`` bounds it), and evaluates the final weights on the held-out test
+scenes. Printed: mIoU, P_Det, motion type accuracy, axis error (all samples), and the accuracy on spatial
+phrases: of the held-out samples whose instruction holds a spatial word (top, bottom, left, right, upper,
+lower, middle, second; "leftmost" counts), the fraction whose predicted mask has IoU >= 0.5 with the
+named part. The same for the other samples, for comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import math
+import platform
+import re
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import torch
+
+from segaff_core.data import SF3DDataset
+from segaff_core.data.sf3d_format import decode_record, open_lmdb
+from segaff_core.synth import generate_dataset
+
+logger = logging.getLogger("learn_synthetic")
+
+REPO = Path(__file__).resolve().parents[1]
+SPATIAL_WORD = re.compile(r"\b(top|bottom|left|right|upper|lower|middle|second)", re.IGNORECASE)
+IOU_CORRECT = 0.5
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30.0, help="training time (default %(default)s)")
+    parser.add_argument("--data", type=Path, help="an existing synthetic SceneFun3D-format root (else one is made)")
+    parser.add_argument("--num-images", type=int, default=2000, help="images to generate (default %(default)s)")
+    parser.add_argument("--size", type=int, default=128, help="image and network input side (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="data set seed (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="rendering and loader processes (default %(default)s)")
+    parser.add_argument("--out", type=Path, help="run folder (default: a temporary one)")
+    return parser.parse_args()
+
+
+def load_fit_script() -> Any:
+    spec = importlib.util.spec_from_file_location("segaff_train_fit", REPO / "train" / "fit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def descriptions(dataset: SF3DDataset) -> list[str]:
+    """The instruction of every sample of ``dataset``, in its order."""
+    with open_lmdb(dataset.lmdb_path).begin() as txn:
+        return [decode_record(txn.get(key.encode()), key)["description"] for key in dataset.keys]
+
+
+def iou_accuracy(ious: list[float]) -> str:
+    if not ious:
+        return "n/a (no sample)"
+    return f"{sum(iou >= IOU_CORRECT for iou in ious) / len(ious):.3f} of {len(ious)}"
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="segaff_learn_") as scratch:
+        run_dir = args.out or Path(scratch) / "run"
+        data_root = args.data
+        if data_root is None:
+            data_root = Path(scratch) / "synthetic_sf3d"
+            summary = generate_dataset("sf3d", data_root, args.num_images, args.seed,
+                                       image_size=(args.size, args.size), workers=args.workers)
+            logger.info("generated %s", summary)
+        minutes = int(args.minutes)
+        seconds = round((args.minutes - minutes) * 60)
+        fit_args = [
+            "fit", "--config", str(REPO / "config" / "synthetic_train.yaml"),
+            f"--data.init_args.root={data_root}", f"--data.init_args.input_size=[{args.size}, {args.size}]",
+            f"--data.init_args.num_workers={args.workers}", f"--trainer.default_root_dir={run_dir}",
+            "--trainer.accelerator=cpu", "--trainer.max_epochs=-1",
+            f"--trainer.max_time={{minutes: {minutes}, seconds: {seconds}}}", "--trainer.enable_progress_bar=false",
+        ]
+        with mock.patch.object(sys, "argv", sys.argv[:1]):
+            cli = load_fit_script().main(fit_args)
+        trainer, module = cli.trainer, cli.model
+        trainer.test(module, datamodule=cli.datamodule)  # the final weights
+        metrics = {name.removeprefix("test/"): float(value) for name, value in trainer.callback_metrics.items()
+                   if name.startswith("test/")}
+        results = module.test_metrics.results
+        texts = descriptions(cli.datamodule.datasets["test"])
+        if len(texts) != len(results):
+            raise RuntimeError(f"{len(results)} test results for {len(texts)} test samples")
+        spatial = [r.iou for r, text in zip(results, texts) if SPATIAL_WORD.search(text)]
+        other = [r.iou for r, text in zip(results, texts) if not SPATIAL_WORD.search(text)]
+        axis_errors = [r.axis_error_deg for r in results]
+
+        print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
+              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+        print(f"trained {trainer.current_epoch} epochs / {trainer.global_step} steps in {args.minutes:g} min "
+              f"on {len(cli.datamodule.datasets['train'])} samples; held-out test samples: {len(results)}")
+        print(f"mIoU                     {metrics['mIoU']:.3f}")
+        print(f"P_Det (IoU > {module.test_params.test_iou_threshold})       {metrics['P_Det']:.3f}")
+        print(f"motion type accuracy     {statistics.fmean(r.motion_type_correct for r in results):.3f}")
+        print(f"axis error (deg)         mean {statistics.fmean(axis_errors):.1f}, "
+              f"median {statistics.median(axis_errors):.1f}")
+        print(f"spatial phrases          {iou_accuracy(spatial)} with IoU >= {IOU_CORRECT}")
+        print(f"other phrases            {iou_accuracy(other)} with IoU >= {IOU_CORRECT}")
+        print(json.dumps({k: (None if math.isnan(v) else round(v, 4)) for k, v in metrics.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Crash and resume: a real ``train/fit.py`` process killed with SIGKILL, then ``--ckpt_path last``."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+
+from segaff_core.callbacks import AtomicCheckpointIO
+from segaff_core.synth import generate_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_EPOCHS = 2
+TRAIN_BATCHES = 2
+START_TIMEOUT_S = 120.0
+
+
+class RecordTrainStart(L.Callback):
+    """Saves the epoch, the step and the model's weights at ``on_train_start`` (after a resume restored them)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = {"epoch": trainer.current_epoch, "global_step": trainer.global_step,
+                 "state_dict": pl_module.state_dict()}
+        torch.save(state, self.path)
+
+
+def fit_command(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, str(REPO / "train" / "fit.py"), "fit",
+        "--config", str(REPO / "config" / "synthetic_train.yaml"),
+        f"--data.init_args.root={data_root}", "--data.init_args.input_size=[64, 64]",
+        "--data.init_args.batch_size=4", "--data.init_args.num_workers=0", f"--trainer.max_epochs={MAX_EPOCHS}",
+        f"--trainer.limit_train_batches={TRAIN_BATCHES}", "--trainer.limit_val_batches=1",
+        "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={run_dir}", *extra,
+    ]
+
+
+def test_resume_after_sigkill_continues_from_last_checkpoint(tmp_path: Path) -> None:
+    data_root = tmp_path / "sf3d"
+    generate_dataset("sf3d", data_root, num_images=20, seed=0, image_size=(64, 64), views_per_scene=2)
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "test"), os.environ.get("PYTHONPATH", "")])}
+
+    first = subprocess.Popen(fit_command(data_root, run_dir), cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not last.exists():
+        if first.poll() is not None:
+            pytest.fail(f"training ended (rc {first.returncode}) before writing last.ckpt:\n"
+                        f"{first.stderr.read().decode()[-3000:]}")
+        if time.monotonic() > deadline:
+            first.kill()
+            pytest.fail("no last.ckpt within the time limit")
+        time.sleep(0.005)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    first.stderr.close()
+    assert first.returncode == -signal.SIGKILL
+
+    # Read right after the kill: a complete checkpoint (never a partial write), from before the end.
+    at_kill = torch.load(last, map_location="cpu", weights_only=True)
+    assert at_kill["epoch"] < MAX_EPOCHS - 1
+    assert at_kill["global_step"] == (at_kill["epoch"] + 1) * TRAIN_BATCHES
+
+    record = tmp_path / "train_start.pt"
+    callback = {"class_path": "test_training_resume.RecordTrainStart", "init_args": {"path": str(record)}}
+    resumed = subprocess.run(
+        fit_command(data_root, run_dir, "--ckpt_path=last", f"--trainer.callbacks+={json.dumps(callback)}"),
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    start = torch.load(record, map_location="cpu", weights_only=True)
+    assert start["epoch"] == at_kill["epoch"] + 1
+    assert start["global_step"] == at_kill["global_step"]
+    assert start["state_dict"].keys() == at_kill["state_dict"].keys()
+    assert all(torch.equal(start["state_dict"][k], v) for k, v in at_kill["state_dict"].items())
+
+    final = torch.load(last, map_location="cpu", weights_only=True)
+    assert final["epoch"] == MAX_EPOCHS - 1
+    assert final["global_step"] == MAX_EPOCHS * TRAIN_BATCHES
+    assert sorted(p.name for p in last.parent.iterdir() if not p.name.startswith("best-")) == ["last.ckpt"]
+
+
+def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+
+    def interrupted_save(obj: Any, stream: Any) -> None:
+        stream.write(b"partial bytes")
+        raise KeyboardInterrupt  # e.g. a signal during the write
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"epoch": 2, "weights": torch.zeros(3)}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # the partial file was removed
