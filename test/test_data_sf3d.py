@@ -82,6 +82,7 @@ def test_samples_follow_the_records(sf3d_make_root):
         K = SF3D_K.copy()
         K[0] *= 256 / width
         K[1] *= 256 / height
+        K[:2, 2] += 0.5 * np.array([256 / width, 256 / height]) - 0.5  # pixel centres as in cv2.resize
         np.testing.assert_allclose(sample["K"].numpy(), K, rtol=1e-6)
         # depth: 1500 mm everywhere but a zero (invalid) corner, at half the RGB resolution
         assert torch.allclose(sample["depth"][0, 8:, 8:], torch.tensor(1.5)) and (sample["depth"][0, :2, :2] == 0).all()
