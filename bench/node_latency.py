@@ -5,9 +5,10 @@
 
 Renders ``--frames`` synthetic RGB-D views, starts ``segaff_ros.perception_node`` as its own process and
 sends the frames one at a time over DDS (the next one after the previous result), measuring
-RGB stamp -> ``~/result`` received. Then the node is stopped and the same frames go through a bare
-``Predictor`` in this process. Printed: median and 90th percentile of each, and their ratio (the cost of
-the ROS face: serialisation, transport, decoding, synchronisation, publishing, the debug overlay).
+RGB stamp -> ``~/result`` received; after each, the same frame goes through a bare ``Predictor`` in this
+process (interleaved, so both see the same machine load). Printed: median and 90th percentile of each,
+and the end-to-end / bare ratio (the cost of the ROS face: serialisation, transport, decoding,
+synchronisation, publishing, the debug overlay).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", default="320x240", help="camera image WIDTHxHEIGHT (default 320x240)")
     parser.add_argument("--frames", type=int, default=30, help="frames measured (default 30)")
     parser.add_argument("--no-debug-image", action="store_true", help="node without the debug overlay")
+    parser.add_argument("--threads", type=int, help="CPU threads of torch in the node and here (default: torch's)")
     return parser.parse_args()
 
 
@@ -137,9 +140,32 @@ class Client:
         self.context.try_shutdown()
 
 
-def measure_node(args: argparse.Namespace, checkpoint: Path, samples: list[Any], instruction: str,
-                 log_path: Path) -> tuple[list[float], list[float]]:
-    """End-to-end latencies (s) and the node-reported model times (ms) of the frames."""
+@dataclass
+class Timings:
+    """Per frame, paired: end-to-end (s), the node's model time (ms), bare Predictor call (s) and its
+    network forward (ms)."""
+
+    end_to_end_s: list[float] = field(default_factory=list)
+    node_model_ms: list[float] = field(default_factory=list)
+    bare_call_s: list[float] = field(default_factory=list)
+    bare_forward_ms: list[float] = field(default_factory=list)
+
+
+def measure(args: argparse.Namespace, checkpoint: Path, samples: list[Any], instruction: str,
+            log_path: Path) -> Timings:
+    """Each frame through the node (over DDS), then the same frame through a bare Predictor here.
+
+    Interleaved, so both see the same load on a shared machine; the node is idle during the bare call.
+    """
+    import torch
+
+    from segaff_core.inference import Predictor
+
+    env = dict(os.environ)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    predictor = Predictor.from_checkpoint(checkpoint, device=args.device, input_size=(args.input, args.input))
     command = [
         sys.executable, "-m", "segaff_ros.perception_node", "--ros-args",
         "-p", f"checkpoint:={checkpoint}", "-p", f"device:={args.device}",
@@ -148,43 +174,33 @@ def measure_node(args: argparse.Namespace, checkpoint: Path, samples: list[Any],
     ]
     client = Client()
     with open(log_path, "wb") as log:
-        node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
     try:
         if not client.wait_for_node(180.0):
             raise SystemExit(f"the node did not come up; its log:\n{log_path.read_text()[-3000:]}")
-        for sample in samples[:3]:  # warm-up: instruction encoding, first allocations
-            if client.send(sample, instruction, 120.0) is None:
-                raise SystemExit(f"no result for a warm-up frame; the node's log:\n{log_path.read_text()[-3000:]}")
-        latencies_s, model_ms = [], []
+        # Warm-up of both (instruction encoding, first allocations, DDS connections): a few answered frames.
+        warm = sum(client.send(sample, instruction, 15.0) is not None for sample in samples[:5])
+        if warm == 0:
+            raise SystemExit(f"no result for a warm-up frame; the node's log:\n{log_path.read_text()[-3000:]}")
+        for sample in samples[:3]:
+            predictor(sample.rgb, sample.depth_m, instruction, sample.K)
+        timings = Timings()
         for sample in samples:
             answer = client.send(sample, instruction, 20.0)
             if answer is None:
                 print("a frame got no result within 20 s (skipped)", file=sys.stderr)
                 continue
-            latencies_s.append(answer[0])
-            model_ms.append(answer[1].inference_time_ms)
-        return latencies_s, model_ms
+            started = time.perf_counter()
+            prediction = predictor(sample.rgb, sample.depth_m, instruction, sample.K)
+            timings.bare_call_s.append(time.perf_counter() - started)
+            timings.bare_forward_ms.append(prediction.timings["image"])
+            timings.end_to_end_s.append(answer[0])
+            timings.node_model_ms.append(answer[1].inference_time_ms)
+        return timings
     finally:
         node.send_signal(signal.SIGINT)
         node.wait(timeout=30)
         client.close()
-
-
-def measure_bare(args: argparse.Namespace, checkpoint: Path, samples: list[Any],
-                 instruction: str) -> tuple[list[float], list[float]]:
-    """Wall time (s) of ``Predictor.__call__`` and its network forward time ('image', ms) per frame."""
-    from segaff_core.inference import Predictor
-
-    predictor = Predictor.from_checkpoint(checkpoint, device=args.device, input_size=(args.input, args.input))
-    for sample in samples[:3]:
-        predictor(sample.rgb, sample.depth_m, instruction, sample.K)
-    call_s, forward_ms = [], []
-    for sample in samples:
-        started = time.perf_counter()
-        prediction = predictor(sample.rgb, sample.depth_m, instruction, sample.K)
-        call_s.append(time.perf_counter() - started)
-        forward_ms.append(prediction.timings["image"])
-    return call_s, forward_ms
 
 
 def stats_ms(values_ms: list[float]) -> str:
@@ -205,19 +221,20 @@ def main() -> int:
             if not Path(checkpoint).is_file():
                 raise SystemExit(f"checkpoint {checkpoint} does not exist (name one, or use --small)")
         samples, instruction = render_frames(args.frames, width, height)
-        latencies_s, node_model_ms = measure_node(args, checkpoint, samples, instruction, Path(tmp) / "node.log")
-        call_s, forward_ms = measure_bare(args, checkpoint, samples, instruction)
-    if not latencies_s:
+        timings = measure(args, checkpoint, samples, instruction, Path(tmp) / "node.log")
+    if not timings.end_to_end_s:
         raise SystemExit("no frame got a result")
-    end_to_end_ms = [1e3 * s for s in latencies_s]
-    bare_ms = [1e3 * s for s in call_s]
+    end_to_end_ms = [1e3 * s for s in timings.end_to_end_s]
+    bare_ms = [1e3 * s for s in timings.bare_call_s]
+    ratios = np.array(end_to_end_ms) / np.array(bare_ms)
     print(f"{len(end_to_end_ms)} frames {width}x{height}, input {args.input}x{args.input}, device {args.device}, "
-          f"checkpoint {'small (random)' if args.small else checkpoint}, instruction {instruction!r}")
+          f"threads {args.threads or 'default'}, checkpoint {'small (random)' if args.small else checkpoint}, instruction {instruction!r}")
     print(f"end-to-end (RGB stamp -> ~/result)   {stats_ms(end_to_end_ms)}")
-    print(f"node's model time (inference_time)   {stats_ms(node_model_ms)}")
+    print(f"node's model time (inference_time)   {stats_ms(timings.node_model_ms)}")
     print(f"bare Predictor call, same frames      {stats_ms(bare_ms)}")
-    print(f"bare network forward ('image')       {stats_ms(forward_ms)}")
-    print(f"ratio end-to-end / bare Predictor     {np.median(end_to_end_ms) / np.median(bare_ms):.2f} (medians)")
+    print(f"bare network forward ('image')       {stats_ms(timings.bare_forward_ms)}")
+    print(f"ratio end-to-end / bare Predictor     median {np.median(ratios):.2f}   "
+          f"(ratio of medians {np.median(end_to_end_ms) / np.median(bare_ms):.2f})")
     return 0
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -124,8 +125,11 @@ def load_model(path: PathArg) -> tuple[SegAffordanceModel, ModelParams]:
     the CPU in eval mode. Raises FileNotFoundError / :class:`CheckpointError` (see :func:`read_checkpoint`),
     and CheckpointError when the weights do not fit the stored configuration.
     """
-    checkpoint = read_checkpoint(path)
-    source = f"checkpoint {path}"
+    return model_from_checkpoint(read_checkpoint(path), f"checkpoint {path}")
+
+
+def model_from_checkpoint(checkpoint: Mapping[str, Any], source: str) -> tuple[SegAffordanceModel, ModelParams]:
+    """:func:`load_model` on an already read checkpoint dict; ``source`` names it in errors."""
     params = model_params_from_checkpoint(checkpoint, source)
     weights = model_state_dict(checkpoint, source)
     try:
@@ -136,8 +140,16 @@ def load_model(path: PathArg) -> tuple[SegAffordanceModel, ModelParams]:
     if mismatch:
         raise CheckpointError(f"{source}: the weights do not fit its model_params ({mismatch})")
     model.load_state_dict(weights, strict=True)
-    log.info("loaded %s (epoch %s, step %s)", path, checkpoint.get("epoch"), checkpoint.get("global_step"))
+    log.info("loaded %s (epoch %s, step %s)", source, checkpoint.get("epoch"), checkpoint.get("global_step"))
     return model.eval(), params
+
+
+def training_input_size(checkpoint: Mapping[str, Any]) -> Optional[tuple[int, int]]:
+    """The (H, W) network input size the checkpoint was trained at, when its data module recorded it."""
+    size = checkpoint.get("datamodule_hyper_parameters", {}).get("input_size")
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return int(size[0]), int(size[1])
+    return None
 
 
 def save_checkpoint(model: torch.nn.Module, params: ModelParams, path: PathArg) -> Path:
@@ -158,3 +170,24 @@ def save_checkpoint(model: torch.nn.Module, params: ModelParams, path: PathArg) 
     }
     torch.save(checkpoint, path)
     return path
+
+
+def export_inference_checkpoint(source: PathArg, destination: PathArg) -> Path:
+    """Copy a training checkpoint without its optimizer, scheduler and callback state (for shipping).
+
+    What stays is everything inference reads: the weights, ``hyper_parameters`` and the data module's
+    ``input_size``. Written atomically (temporary file, then rename).
+    """
+    checkpoint = read_checkpoint(source)
+    model_from_checkpoint(checkpoint, f"checkpoint {source}")  # refuse to ship one that does not load
+    kept = {key: checkpoint[key] for key in ("epoch", "global_step", "pytorch-lightning_version",
+                                               "state_dict", "hyper_parameters") if key in checkpoint}
+    input_size = training_input_size(checkpoint)
+    if input_size is not None:
+        kept["datamodule_hyper_parameters"] = {"input_size": list(input_size)}
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(destination.name + ".tmp")
+    torch.save(kept, temporary)
+    os.replace(temporary, destination)
+    return destination

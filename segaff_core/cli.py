@@ -216,11 +216,26 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_slim_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (e.g. last.ckpt)")
+    parser.add_argument("--out", type=Path, required=True, help="the inference checkpoint to write")
+
+
+def _run_slim(args: argparse.Namespace) -> int:
+    """Write a training checkpoint without optimizer state: the file to ship or deploy."""
+    from segaff_core.checkpoint import export_inference_checkpoint
+
+    written = export_inference_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
 Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "predict": (_add_predict_arguments, _run_predict),
     "synth": (_add_synth_arguments, _run_synth),
+    "slim": (_add_slim_arguments, _run_slim),
 }
 """Subcommand name -> (add its arguments to a parser, run it on the parsed arguments -> exit code)."""
 

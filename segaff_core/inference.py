@@ -208,6 +208,8 @@ class Predictor:
     ) -> "Predictor":
         """Load a checkpoint (None: the shipped ``checkpoints/segaff_default.ckpt``); ``kwargs`` go to the constructor.
 
+        ``input_size`` defaults to the size the checkpoint was trained at, where it records one.
+
         Raises FileNotFoundError naming the missing file and
         :class:`~segaff_core.checkpoint.CheckpointError` for an unsafe or incompatible one.
         """
@@ -218,7 +220,11 @@ class Predictor:
                     f"default checkpoint {path} is not there (it is shipped separately): "
                     "put it there or name a checkpoint explicitly"
                 )
-        model, _ = checkpoint.load_model(path)
+        stored = checkpoint.read_checkpoint(path)
+        model, _ = checkpoint.model_from_checkpoint(stored, f"checkpoint {path}")
+        trained_size = checkpoint.training_input_size(stored)
+        if trained_size is not None:
+            kwargs.setdefault("input_size", trained_size)
         return cls(model, device=device, **kwargs)
 
     @contextmanager

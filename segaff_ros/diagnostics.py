@@ -32,7 +32,7 @@ class StatsSnapshot:
     dropped_stale: int
     bad_frames: int
     failed_frames: int
-    instructions_encoded: int
+    instructions_set: int  # instruction changes handed to Predictor.set_instruction (it encodes the text)
     window_inputs: dict[str, int] = field(default_factory=dict)
 
     def unsynchronized(self) -> bool:
@@ -63,7 +63,7 @@ class PipelineStats:
             "dropped_stale": 0,
             "bad_frames": 0,
             "failed_frames": 0,
-            "instructions_encoded": 0,
+            "instructions_set": 0,
         }
         self._window_counts: dict[str, int] = dict.fromkeys(self._totals, 0)
         self._window_inputs: dict[str, int] = dict.fromkeys(input_topics, 0)

@@ -160,8 +160,9 @@ _PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
                         {"floating_point_range": _float_range(0.0, 60.0)}),
     "max_rate_hz": (0.0, "most model runs per second (0 = as fast as the model goes)",
                     {"floating_point_range": _float_range(0.0, 1000.0)}),
-    "image_qos": ("best_effort", "reliability of the image and camera_info subscriptions",
-                  {"additional_constraints": "best_effort (accepts every publisher) or reliable"}),
+    "image_qos": ("reliable", "reliability of the image and camera_info subscriptions",
+                  {"additional_constraints": "reliable (most camera drivers' default) or best_effort (for "
+                                             "publishers with sensor-data QoS)"}),
     "publish_debug_image": (True, "publish ~/debug_image, an rgb8 overlay of the result", {}),
     "min_depth_m": (0.1, "smallest valid depth, m", {"floating_point_range": _float_range(0.0, 100.0)}),
     "max_depth_m": (10.0, "largest valid depth, m", {"floating_point_range": _float_range(0.0, 100.0)}),
@@ -430,7 +431,7 @@ class PerceptionNode(Node):
                 with self._predictor_lock:
                     self._predictor.set_instruction(instruction)
                 self._encoded_instruction = instruction
-                self._stats.count("instructions_encoded")
+                self._stats.count("instructions_set")
             decoded, prediction = self._infer(frame, instruction)
             self._publish(frame, decoded, instruction, prediction)
         except ValueError as error:  # BadFrame, or the Predictor's own check of shapes and K

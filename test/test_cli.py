@@ -158,3 +158,20 @@ def test_user_errors_are_one_line_with_exit_code_2(scene, checkpoint_path, tmp_p
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert message in stderr and "Traceback" not in stderr
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_slim_keeps_what_inference_needs_and_the_training_input_size(checkpoint_path, tmp_path, capsys):
+    training = torch.load(checkpoint_path, weights_only=True)
+    training["optimizer_states"] = [{"state": {0: {"exp_avg": torch.ones(1000)}}}]
+    training["datamodule_hyper_parameters"] = {"input_size": [96, 64], "root": "data/x", "batch_size": 4}
+    torch.save(training, tmp_path / "last.ckpt")
+
+    assert main(["slim", "--checkpoint", str(tmp_path / "last.ckpt"), "--out", str(tmp_path / "ship.ckpt")]) == 0
+    assert "ship.ckpt" in capsys.readouterr().out
+    shipped = torch.load(tmp_path / "ship.ckpt", weights_only=True)
+    assert "optimizer_states" not in shipped
+    assert shipped["datamodule_hyper_parameters"] == {"input_size": [96, 64]}
+    for key, value in training["state_dict"].items():
+        assert torch.equal(shipped["state_dict"][key], value)
+    assert Predictor.from_checkpoint(tmp_path / "ship.ckpt", device="cpu").input_size == (96, 64)
+    assert Predictor.from_checkpoint(tmp_path / "ship.ckpt", device="cpu", input_size=(64, 64)).input_size == (64, 64)

@@ -22,15 +22,8 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE = "/segaff_perception"
-OUTPUT_TOPICS: dict[str, str] = {
-    "mask": "sensor_msgs/msg/Image",
-    "interaction_pose": "geometry_msgs/msg/PoseStamped",
-    "axis_marker": "visualization_msgs/msg/Marker",
-    "trajectory": "nav_msgs/msg/Path",
-    "markers": "visualization_msgs/msg/MarkerArray",
-    "result": "segaff_msgs/msg/AffordanceResult",
-    "debug_image": "sensor_msgs/msg/Image",
-}
+#: The perception node's publications (under its name), INTERFACE.md's table.
+OUTPUT_TOPICS = ("mask", "interaction_pose", "axis_marker", "trajectory", "markers", "result", "debug_image")
 DIAGNOSTIC_NAME = "segaff_perception: affordance perception"
 
 _domain_lock: Optional[IO[str]] = None
@@ -240,13 +233,13 @@ class Probe:
     """The test's own rclpy node (own context, executor thread): feeds the perception node and records
     everything it publishes."""
 
-    def __init__(self, name: str = "segaff_test_probe", reliable_images: bool = True) -> None:
+    def __init__(self, name: str = "segaff_test_probe") -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
         from nav_msgs.msg import Path as PathMsg
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.qos import QoSProfile
         from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import String
         from visualization_msgs.msg import Marker, MarkerArray
@@ -257,9 +250,7 @@ class Probe:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
-        image_qos = QoSProfile(
-            depth=5, reliability=ReliabilityPolicy.RELIABLE if reliable_images else ReliabilityPolicy.BEST_EFFORT
-        )
+        image_qos = QoSProfile(depth=5)  # reliable, as most camera drivers publish
         self.publishers = {
             "rgb/image": self.node.create_publisher(Image, "rgb/image", image_qos),
             "depth/image": self.node.create_publisher(Image, "depth/image", image_qos),
@@ -335,11 +326,7 @@ class Probe:
         for msg in reversed(self.messages("diagnostics")):
             for status in msg.status:
                 if status.name == DIAGNOSTIC_NAME:
-                    values = {kv.key: kv.value for kv in status.values}
-                    values["level"] = str(int.from_bytes(status.level, "little") if isinstance(status.level, bytes)
-                                          else status.level)
-                    values["message"] = status.message
-                    return values
+                    return {"message": status.message, **{kv.key: kv.value for kv in status.values}}
         return None
 
     def diagnostic_count(self, key: str) -> int:

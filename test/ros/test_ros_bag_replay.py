@@ -1,7 +1,9 @@
 """A rosbag2 (mcap) of a synthetic RGB-D sequence, written with rosbags, replayed through the node.
 
-The node runs with the package's parameters file and ``use_sim_time``: the replay publishes /clock from
-the bag's log times, as ``ros2 bag play --clock`` does, so the bag's old stamps are not stale frames.
+The node runs with the package's parameters file, ``use_sim_time``, ``max_rate_hz`` and best-effort
+camera subscriptions (the replay publishes reliably, which they accept): the replay
+publishes /clock from the bag's log times, as ``ros2 bag play --clock`` does, so the bag's old stamps are
+not stale frames.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ FRAME_ID = "bag_camera_color_optical_frame"
 WIDTH, HEIGHT = 160, 120
 FRAMES, RATE_HZ, VIEWS = 30, 10.0, 3
 BAG_START_NS = 1_700_000_000 * 1_000_000_000  # a day long gone: only sim time makes these frames fresh
+MAX_RATE_HZ = 3.0
 TIMEOUT_S = 90.0
 
 
@@ -131,6 +134,8 @@ def bag_node(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
             "-p", "input_height:=128",
             "-p", "input_width:=128",
             "-p", "use_sim_time:=true",
+            "-p", "image_qos:=best_effort",
+            "-p", f"max_rate_hz:={MAX_RATE_HZ}",
         ],
     )
     try:
@@ -162,7 +167,10 @@ def test_bag_replay_through_the_node(bag_node, tmp_path: Path) -> None:
         assert result.header.frame_id == FRAME_ID and result.instruction == instruction
         assert (result.mask.width, result.mask.height) == (WIDTH, HEIGHT)
         assert len(result.trajectory) == 20
-    assert len({stamp_to_ns(r.header.stamp) for r in results}) == len(results), "a frame was processed twice"
+    processed = sorted(stamp_to_ns(r.header.stamp) for r in results)
+    assert len(set(processed)) == len(processed), "a frame was processed twice"
+    assert len(processed) <= FRAMES / RATE_HZ * MAX_RATE_HZ + 2, f"max_rate_hz exceeded: {len(processed)} results"
+    assert min(np.diff(processed)) * 1e-9 > 0.5 / MAX_RATE_HZ, "max_rate_hz exceeded between two results"
 
     after = probe.query(instruction)
     assert after.success, after.message
