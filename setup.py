@@ -29,6 +29,7 @@ setup(
             "segaff-perception = segaff_ros.perception_node:main",
             "perception_node = segaff_ros.perception_node:main",
             "synthetic_camera = segaff_ros.synthetic_camera:main",
+            "segaff-demo = segaff_ros.demo:main",
         ],
     },
 )

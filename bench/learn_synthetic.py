@@ -109,13 +109,13 @@ def main() -> None:
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
         print(f"trained {trainer.current_epoch} epochs / {trainer.global_step} steps in {args.minutes:g} min "
               f"on {len(cli.datamodule.datasets['train'])} samples; held-out test samples: {len(results)}")
-        print(f"mIoU                     {metrics['mIoU']:.3f}")
-        print(f"P_Det (IoU > {module.test_params.test_iou_threshold})       {metrics['P_Det']:.3f}")
-        print(f"motion type accuracy     {statistics.fmean(r.motion_type_correct for r in results):.3f}")
-        print(f"axis error (deg)         mean {statistics.fmean(axis_errors):.1f}, "
+        print(f"{'mIoU':24s} {metrics['mIoU']:.3f}")
+        print(f"{f'P_Det (IoU > {module.test_params.test_iou_threshold})':24s} {metrics['P_Det']:.3f}")
+        print(f"{'motion type accuracy':24s} {statistics.fmean(r.motion_type_correct for r in results):.3f}")
+        print(f"{'axis error (deg)':24s} mean {statistics.fmean(axis_errors):.1f}, "
               f"median {statistics.median(axis_errors):.1f}")
-        print(f"spatial phrases          {iou_accuracy(spatial)} with IoU >= {IOU_CORRECT}")
-        print(f"other phrases            {iou_accuracy(other)} with IoU >= {IOU_CORRECT}")
+        print(f"{'spatial phrases':24s} {iou_accuracy(spatial)} with IoU >= {IOU_CORRECT}")
+        print(f"{'other phrases':24s} {iou_accuracy(other)} with IoU >= {IOU_CORRECT}")
         print(json.dumps({k: (None if math.isnan(v) else round(v, 4)) for k, v in metrics.items()}))
 
 

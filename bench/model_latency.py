@@ -1,24 +1,41 @@
-"""Median latency of the SegAffordance model's stages at batch 1 (random weights; speed does not depend on them).
+"""Latency of the SegAffordance model at batch 1 (random weights unless --checkpoint; speed does not depend on them).
 
-Example: ``python bench/model_latency.py --config default --sizes 256 416 --device auto --repeats 10``
+1. Per frame with a fixed instruction at the first size, fp32: the Predictor (text side cached, batch norm
+   folded, preprocessing and 3D post-processing included) against the plain forward that encodes the text
+   every frame (the seed's way), measured alternately, and their ratio.
+2. Per stage, every size: image encoder, text encoder, depth+neck+decoder+heads, the whole forward (plain
+   model), and the Predictor's network per frame; fp32 rows, and with --bf16 autocast rows.
+3. With --bf16: the accuracy cost of bf16 autocast against fp32 on rendered synthetic frames (mask IoU,
+   axis angle, interaction point) and both per-frame latencies.
+
+Example: ``python bench/model_latency.py --config default --sizes 256 416 --threads 2 --bf16``
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import torch
 
+from segaff_core.checkpoint import load_model
 from segaff_core.config import ModelParams
-from segaff_core.model import build_model
+from segaff_core.inference import AffordancePrediction, Predictor
+from segaff_core.model import SegAffordanceModel, build_model, fold_batchnorm
+from segaff_core.synth import render_scene
 from segaff_core.text import tokenize
 
 logger = logging.getLogger("model_latency")
+
+INSTRUCTION = "open the top drawer of the cabinet next to the sink"
+GOAL_RATIO = 0.6
 
 
 def _cpu_name() -> str:
@@ -30,58 +47,173 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    def run_once() -> float:
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return (time.perf_counter() - start) * 1000.0
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
 
+
+def _timed_ms(fn: Callable[[], object], device: torch.device) -> float:
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
     for _ in range(warmup):
-        run_once()
-    return statistics.median(run_once() for _ in range(repeats))
+        _timed_ms(fn, device)
+    return statistics.median(_timed_ms(fn, device) for _ in range(repeats))
+
+
+def _frame(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A rendered synthetic RGB-D frame ``size x size`` and its K."""
+    sample = render_scene(0, (size, size))
+    return sample.rgb, sample.depth_m, sample.K
+
+
+def compare_per_frame(
+    model: SegAffordanceModel, device: torch.device, size: int, warmup: int, repeats: int
+) -> None:
+    """Section 1: Predictor per frame (cached text) against the plain forward with the text every frame."""
+    predictor = Predictor(model, input_size=(size, size), device=device)
+    predictor.warmup()
+    rgb, depth_m, K = _frame(size)
+    image = torch.randn(1, 3, size, size, device=device)  # the plain forward's time does not depend on content
+    depth = torch.from_numpy(depth_m).to(device)[None, None]
+    tokens = tokenize(INSTRUCTION, model.params.word_len).to(device)
+    predictor.set_instruction(INSTRUCTION)
+    totals, networks, plain = [], [], []
+
+    def seed_forward() -> None:
+        with torch.inference_mode():
+            model(image, depth, tokens)
+
+    for index in range(warmup + repeats):  # alternate, so that both see the same load
+        prediction = predictor(rgb, depth_m, INSTRUCTION, K)
+        plain_ms = _timed_ms(seed_forward, device)
+        if index >= warmup:
+            totals.append(prediction.timings["total"])
+            networks.append(prediction.timings["image"])
+            plain.append(plain_ms)
+    total, network, seed = (statistics.median(values) for values in (totals, networks, plain))
+    logger.info("\n[1] per frame, fixed instruction, fp32, %dx%d, median of %d (alternating)", size, size, repeats)
+    logger.info("  plain forward, text encoded every frame (seed): %8.1f ms", seed)
+    logger.info("  Predictor per frame, end to end:                %8.1f ms  ratio %.2f (goal <= %.1f)",
+                total, total / seed, GOAL_RATIO)
+    logger.info("    of which the network (cached text, folded BN): %7.1f ms  ratio %.2f", network, network / seed)
+
+
+def stage_table(
+    model: SegAffordanceModel, device: torch.device, sizes: list[int], bf16: bool, warmup: int, repeats: int
+) -> None:
+    """Section 2: per-stage medians of the plain model, plus the Predictor's network per frame."""
+    folded = fold_batchnorm(model)
+    text = tokenize(INSTRUCTION, model.params.word_len).to(device)
+    precisions = [None, torch.bfloat16] if bf16 else [None]
+    columns = ("size", "precision", "image enc", "text enc", "depth+neck+dec+heads", "forward", "frame (cached)")
+    logger.info("\n[2] per stage (ms), median of %d after %d warm-up runs; 'frame' = folded BN + cached text side",
+                repeats, warmup)
+    logger.info("%6s %9s %10s %9s %21s %8s %15s", *columns)
+    for size in sizes:
+        image = torch.randn(1, 3, size, size, device=device)
+        depth = torch.rand(1, 1, size, size, device=device) * 3.0
+        for dtype in precisions:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                image_features = model.encode_image(image)
+                text_features = model.encode_text(text)
+                conditioning = folded.prepare_text(folded.encode_text(text), trim_padding=True)
+                timings = [
+                    _median_ms(lambda: model.encode_image(image), device, warmup, repeats),
+                    _median_ms(lambda: model.encode_text(text), device, warmup, repeats),
+                    _median_ms(
+                        lambda: model.forward_from_features(image_features, depth, text_features),
+                        device, warmup, repeats,
+                    ),
+                    _median_ms(lambda: model(image, depth, text), device, warmup, repeats),
+                    _median_ms(lambda: folded.forward_with_text(image, depth, conditioning), device, warmup, repeats),
+                ]
+            name = "fp32" if dtype is None else "bf16"
+            logger.info("%6d %9s %10.1f %9.1f %21.1f %8.1f %15.1f", size, name, *timings)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0))))
+
+
+def bf16_accuracy(model: SegAffordanceModel, device: torch.device, size: int, frames: int, repeats: int) -> None:
+    """Section 3: bf16 autocast against fp32 on rendered frames, with each frame's first instruction."""
+    predictors = {name: Predictor(model, input_size=(size, size), device=device, precision=name)
+                  for name in ("fp32", "bf16")}
+    for predictor in predictors.values():
+        predictor.warmup()
+    ious, axis_deg, point_px, mask_fraction = [], [], [], []
+    latency: dict[str, list[float]] = {name: [] for name in predictors}
+    for seed in range(frames):
+        sample = render_scene(seed, (size, size))
+        text = sample.parts[0].descriptions[0]
+        results: dict[str, AffordancePrediction] = {}
+        for _ in range(repeats):
+            for name, predictor in predictors.items():
+                results[name] = predictor(sample.rgb, sample.depth_m, text, sample.K)
+                latency[name].append(results[name].timings["total"])
+        fp32, bf16 = results["fp32"], results["bf16"]
+        ious.append(_iou(fp32.mask, bf16.mask))
+        mask_fraction.append(float(fp32.mask.mean()))
+        axis_deg.append(_angle_deg(fp32.axis, bf16.axis))
+        point_px.append(float(np.hypot(*np.subtract(fp32.point_px, bf16.point_px))))
+    logger.info("\n[3] bf16 autocast vs fp32 on %d rendered %dx%d frames (%s); fp32 masks cover %.1f%% of the image",
+                frames, size, size, device, 100 * statistics.mean(mask_fraction))
+    logger.info("  mask IoU mean %.4f min %.4f | axis angle mean %.3f max %.3f deg | point mean %.2f max %.2f px",
+                statistics.mean(ious), min(ious), statistics.mean(axis_deg), max(axis_deg),
+                statistics.mean(point_px), max(point_px))
+    logger.info("  per frame: fp32 %.1f ms, bf16 %.1f ms (median of %d)",
+                statistics.median(latency["fp32"]), statistics.median(latency["bf16"]), len(latency["fp32"]))
+
+
+def _model(config: str, checkpoint: Optional[Path]) -> SegAffordanceModel:
+    if checkpoint is not None:
+        return load_model(checkpoint)[0]
+    torch.manual_seed(0)
+    return build_model(ModelParams(clip_pretrain=None) if config == "default" else ModelParams.small())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=("default", "small"), default="default")
+    parser.add_argument("--checkpoint", type=Path, help="measure this checkpoint's model instead (overrides --config)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 416], help="square input sizes (multiples of 32)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="add bf16 autocast rows and the bf16 accuracy check")
+    parser.add_argument("--frames", type=int, default=4, help="synthetic frames for the bf16 accuracy check")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    params = ModelParams(clip_pretrain=None) if args.config == "default" else ModelParams.small()
-    model = build_model(params).eval().to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-    logger.info("device %s (%s), torch %s, threads %d", device, hardware, torch.__version__, torch.get_num_threads())
-    logger.info("config %s: %.1f M parameters; batch 1, median of %d after %d warm-up runs",
-                args.config, n_params / 1e6, args.repeats, args.warmup)
+    model = _model(args.config, args.checkpoint).eval().to(device)
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU only"
+    logger.info("machine: %s; torch %s, %d threads; device %s (%s)", _cpu_name(), torch.__version__,
+                torch.get_num_threads(), device, hardware)
+    logger.info("at start: %s", _load())
+    logger.info("model: %s, %.1f M parameters; batch 1", args.checkpoint or f"{args.config} config, random weights",
+                sum(p.numel() for p in model.parameters()) / 1e6)
 
-    text = tokenize("open the top drawer of the cabinet next to the sink", params.word_len).to(device)
-    columns = ("size", "image enc ms", "text enc ms", "depth+neck+dec+heads ms", "forward ms")
-    logger.info("%6s %14s %14s %24s %14s", *columns)
-    with torch.inference_mode():
-        for size in args.sizes:
-            image = torch.randn(1, 3, size, size, device=device)
-            depth = torch.rand(1, 1, size, size, device=device) * 3.0
-            image_features = model.encode_image(image)
-            text_features = model.encode_text(text)
-            timings = [
-                _median_ms(lambda: model.encode_image(image), device, args.warmup, args.repeats),
-                _median_ms(lambda: model.encode_text(text), device, args.warmup, args.repeats),
-                _median_ms(
-                    lambda: model.forward_from_features(image_features, depth, text_features),
-                    device, args.warmup, args.repeats,
-                ),
-                _median_ms(lambda: model(image, depth, text), device, args.warmup, args.repeats),
-            ]
-            logger.info("%6d %14.1f %14.1f %24.1f %14.1f", size, *timings)
+    compare_per_frame(model, device, args.sizes[0], args.warmup, args.repeats)
+    stage_table(model, device, args.sizes, args.bf16, args.warmup, args.repeats)
+    if args.bf16:
+        bf16_accuracy(model, device, args.sizes[0], args.frames, max(1, args.repeats // 5))
+    logger.info("\nat end: %s", _load())
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """Demo without hardware: the synthetic camera, the perception node and RViz.
 
-    ros2 launch segaff_ros demo.launch.py [checkpoint:=...] [device:=cpu] [rviz:=false]
+    ros2 launch segaff_ros demo.launch.py [instruction:="open the top drawer"] [checkpoint:=...] \
+        [device:=cpu] [rviz:=false]
 
-The synthetic camera (segaff_ros/synthetic_camera.py) publishes a procedural furniture scene under
-/camera and, once a second, the description of a visible part on /segaff/instruction; a static transform
-places its optical frame under camera_link (x forward, z up) for RViz.
+The same set-up as ``scripts/demo.sh`` (``python -m segaff_ros.demo``), which runs without a ROS
+distribution: the synthetic camera (segaff_ros/synthetic_camera.py) publishes a procedural furniture scene
+under /camera, seen from a viewpoint that sways slowly about the part the instruction names (seed -1: the
+first scene that has such a part), and publishes the instruction on /segaff/instruction once a second, as
+``ros2 topic pub`` would. The perception node listens there and publishes under /segaff_perception; a
+static transform places the camera's optical frame under camera_link (x forward, z up) for RViz.
 """
 from pathlib import Path
 
@@ -14,9 +18,12 @@ from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = "segaff_ros"
 OPTICAL_FRAME = "camera_color_optical_frame"
+CAMERA_NAMESPACE = "/camera"  # as segaff_ros/demo.py
+INSTRUCTION_TOPIC = "/segaff/instruction"  # as segaff_ros/demo.py
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -25,22 +32,28 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("checkpoint", default_value="", description="SegAffordance .ckpt; empty = shipped"),
         DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda | cuda:N"),
         DeclareLaunchArgument("rviz", default_value="true", description="start RViz"),
-        DeclareLaunchArgument("seed", default_value="0", description="synthetic scene seed"),
+        DeclareLaunchArgument("instruction", default_value="open the top drawer",
+                              description="published on /segaff/instruction once a second; the camera aims at "
+                              "the part it names"),
+        DeclareLaunchArgument("seed", default_value="-1",
+                              description="synthetic scene seed; -1 = the first scene with the part the "
+                              "instruction names"),
         DeclareLaunchArgument("depth_encoding", default_value="16UC1", description="16UC1 | 32FC1"),
     ]
     camera = Node(
         package=PACKAGE,
         executable="synthetic_camera",
         name="synthetic_camera",
-        namespace="camera",
+        namespace=CAMERA_NAMESPACE,
         output="screen",
         parameters=[{
             "seed": LaunchConfiguration("seed"),
+            "target_instruction": ParameterValue(LaunchConfiguration("instruction"), value_type=str),
             "depth_encoding": LaunchConfiguration("depth_encoding"),
             "frame_id": OPTICAL_FRAME,
             "publish_instruction": True,
         }],
-        remappings=[("instruction", "/segaff/instruction")],
+        remappings=[("instruction", INSTRUCTION_TOPIC)],
     )
     optical_frame = Node(
         package="tf2_ros",
@@ -54,11 +67,11 @@ def generate_launch_description() -> LaunchDescription:
         launch_arguments={
             "checkpoint": LaunchConfiguration("checkpoint"),
             "device": LaunchConfiguration("device"),
-            "camera_namespace": "/camera",
+            "camera_namespace": CAMERA_NAMESPACE,
             "rgb_topic": "rgb/image",
             "depth_topic": "depth/image",
             "camera_info_topic": "rgb/camera_info",
-            "instruction_topic": "/segaff/instruction",
+            "instruction_topic": INSTRUCTION_TOPIC,
             "rviz": LaunchConfiguration("rviz"),
         }.items(),
     )

@@ -3,6 +3,10 @@
     segaff predict --rgb RGB.png --depth DEPTH.png|.npy --text "open the drawer"
                    (--intrinsics fx,fy,cx,cy | --camera-info CAMERA.yaml) [--checkpoint C] [--out DIR]
     segaff synth --format {opd,sf3d} --out DIR --num N --seed S [--size WxH] [--workers W]
+    segaff slim --checkpoint C --out C_SLIM
+    segaff export --onnx OUT.onnx [--checkpoint C] [--input-size WxH] [--text "open the drawer"]
+    segaff slim --checkpoint TRAINING.ckpt --out INFERENCE.ckpt
+    segaff convert-sf3d --src SEED_LMDB_OR_ROOT --out NEW.lmdb --trust-pickle [--skip-bad]
 
 Each subcommand is an ``(add_arguments, run)`` pair in :data:`SUBCOMMANDS`. User errors (unreadable
 files, bad intrinsics, mismatched sizes, an unusable checkpoint) end with exit code 2 and one line on
@@ -230,12 +234,87 @@ def _run_slim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert_sf3d_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--src", type=Path, required=True, help="the seed's data.lmdb, or the root that holds it")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the LMDB to write, a new directory (e.g. ROOT/data_json.lmdb); images/ and depth/ stay in ROOT",
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="the source is yours or the seed's own output: its pickled records may be unpickled, which runs "
+        "any code a record names (without this flag nothing is read)",
+    )
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="leave out records that do not convert (listed) instead of stopping"
+    )
+
+
+def _run_convert_sf3d(args: argparse.Namespace) -> int:
+    """Convert the seed's pickled SceneFun3D LMDB to JSON records (only a source you trust)."""
+    from segaff_core.data import DatasetError
+    from segaff_core.data.sf3d_convert import convert_seed_lmdb
+
+    try:
+        summary = convert_seed_lmdb(args.src, args.out, trust_pickle=args.trust_pickle, skip_bad=args.skip_bad)
+    except DatasetError as error:  # a record that does not convert, named with its key
+        raise CliError(str(error)) from None
+    root = summary.source.parent  # where images/ and depth/ are, with the seed's LMDB
+    skipped = f", left out {len(summary.skipped)}: {', '.join(summary.skipped)}" if summary.skipped else ""
+    print(
+        f"wrote {summary.written} records of {summary.source} to {summary.out}{skipped}; read them with "
+        f"SF3DDataset({str(root)!r}, lmdb_path={str(summary.out)!r}) (or the data module's lmdb_path)"
+    )
+    return 0
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    parser.add_argument("--checkpoint", type=Path, help="Lightning .ckpt (default: the shipped checkpoint)")
+    parser.add_argument(
+        "--input-size", metavar="WxH", help="network input size (default: the checkpoint's training size, else 256x256)"
+    )
+    parser.add_argument(
+        "--text", metavar="INSTRUCTION", help="also write this instruction's text inputs to OUT.text.npz"
+    )
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """Export the per-frame network (image, depth and cached text tensors in) to ONNX, checked with onnxruntime."""
+    from segaff_core.checkpoint import DEFAULT_CHECKPOINT, model_from_checkpoint, read_checkpoint, training_input_size
+    from segaff_core.export import export_onnx, text_inputs
+
+    path = args.checkpoint or DEFAULT_CHECKPOINT
+    stored = read_checkpoint(path)
+    model, _ = model_from_checkpoint(stored, f"checkpoint {path}")
+    if args.input_size:
+        input_size = parse_size(args.input_size, "--input-size")
+    else:
+        input_size = training_input_size(stored) or (256, 256)
+    report = export_onnx(model, args.onnx, input_size)
+    error = max(report.max_abs_error.values())
+    print(
+        f"wrote {report.path} ({input_size[1]}x{input_size[0]}, inputs {', '.join(report.input_names)}); "
+        f"onnxruntime matches PyTorch (max abs error {error:.2g})"
+    )
+    if args.text:
+        feeds_path = args.onnx.with_suffix(".text.npz")
+        np.savez(feeds_path, **text_inputs(model, args.text))
+        print(f"wrote the text inputs of {args.text!r} to {feeds_path}")
+    return 0
+
+
 Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "predict": (_add_predict_arguments, _run_predict),
     "synth": (_add_synth_arguments, _run_synth),
     "slim": (_add_slim_arguments, _run_slim),
+    "convert-sf3d": (_add_convert_sf3d_arguments, _run_convert_sf3d),
+    "export": (_add_export_arguments, _run_export),
 }
 """Subcommand name -> (add its arguments to a parser, run it on the parsed arguments -> exit code)."""
 

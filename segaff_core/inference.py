@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from segaff_core import checkpoint, geometry
 from segaff_core.geometry import normalised_to_pixel
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD
-from segaff_core.model import SegAffordanceModel, TextFeatures
+from segaff_core.model import SegAffordanceModel, TextConditioning, fold_batchnorm
 from segaff_core.text import tokenize
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,12 @@ Precision = Literal["fp32", "fp16", "bf16"]
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 TEXT_CACHE_SIZE = 8
-"""Instructions whose text features are kept (least recently used dropped first)."""
+"""Instructions whose text conditioning is kept (least recently used dropped first)."""
+
+WARMUP_INSTRUCTION = "open the top drawer"
+"""Instruction of the frames :meth:`Predictor.warmup` runs (not added to the text cache)."""
+
+FrameFn = Callable[[torch.Tensor, torch.Tensor, TextConditioning], dict[str, torch.Tensor]]
 
 DEPTH_WINDOW_PX = 7
 """Side of the window (depth pixels) whose median valid depth is the interaction point's depth."""
@@ -160,12 +165,18 @@ def _sanitize_depth(depth_m: np.ndarray) -> np.ndarray:
 
 
 class Predictor:
-    """Deterministic single-image inference with a cached text encoding per instruction.
+    """Deterministic single-image inference; the text side runs once per instruction and is cached.
 
     ``input_size`` is the network input ``(height, width)`` (multiples of 32). ``device``: ``"auto"``,
     ``"cpu"``, ``"cuda[:N]"``. ``precision``: ``fp32``, ``fp16`` (CUDA autocast; fp32 on the CPU) or
     ``bf16`` (autocast on CUDA and the CPU). Depths outside ``[min_depth_m, max_depth_m]`` are not used
     for the 3D point.
+
+    Speed options: ``fold_bn`` runs a copy of ``model`` with batch norm folded into the convolutions
+    (the given model is then left as it is); ``channels_last`` uses that memory format for the network;
+    ``compile`` wraps the per-frame network in ``torch.compile`` (a failing compilation is logged and the
+    frames run eagerly); ``threads`` sets torch's intra-op CPU thread count (process-wide). Call
+    :meth:`warmup` before the first real frame so that it is not the slow one.
     """
 
     def __init__(
@@ -177,6 +188,10 @@ class Predictor:
         mask_threshold: float = 0.5,
         min_depth_m: float = 0.1,
         max_depth_m: float = 10.0,
+        fold_bn: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
+        threads: Optional[int] = None,
     ) -> None:
         height, width = (int(size) for size in input_size)
         if height <= 0 or width <= 0 or height % 32 or width % 32:
@@ -187,6 +202,10 @@ class Predictor:
             raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold}")
         if not 0.0 <= min_depth_m < max_depth_m:
             raise ValueError(f"need 0 <= min_depth_m < max_depth_m, got {min_depth_m}, {max_depth_m}")
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
         self.device = resolve_device(device)
         if precision == "fp16" and self.device.type != "cuda":
             log.warning("fp16 autocast needs CUDA: running in fp32 on %s", self.device)
@@ -196,11 +215,37 @@ class Predictor:
         self.mask_threshold = mask_threshold
         self.min_depth_m = min_depth_m
         self.max_depth_m = max_depth_m
-        self.model = model.to(self.device).eval()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = (fold_batchnorm(model) if fold_bn else model.eval()).to(self.device, memory_format=self.memory_format)
         self.word_len = model.params.word_len
-        self._mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._text_cache: OrderedDict[str, TextFeatures] = OrderedDict()
+        # Normalisation as one multiply-add on the device: (x - mean) / std = x * scale + shift, x in [0, 255].
+        std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._scale = 1.0 / std
+        self._shift = -torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1) * 255.0 / std
+        self._text_cache: OrderedDict[str, TextConditioning] = OrderedDict()
+        self._staging: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}  # pinned host buffers (CUDA)
+        self._frame: FrameFn = self.model.forward_with_text
+        if compile:
+            self._frame = self._compiled_frame()
+
+    def _compiled_frame(self) -> FrameFn:
+        """``torch.compile`` of the per-frame network, falling back to eager (with a warning) on any failure."""
+        eager = self.model.forward_with_text
+        try:
+            compiled = torch.compile(eager)
+        except Exception as error:  # noqa: BLE001 - any failure: keep the eager network
+            log.warning("torch.compile failed (%s): running eagerly", error)
+            return eager
+
+        def frame(image: torch.Tensor, depth: torch.Tensor, text: TextConditioning) -> dict[str, torch.Tensor]:
+            try:
+                return compiled(image, depth, text)
+            except Exception as error:  # noqa: BLE001 - compilation happens on the first call
+                log.warning("torch.compile failed on the first frame (%s): running eagerly", error)
+                self._frame = eager
+                return eager(image, depth, text)
+
+        return frame
 
     @classmethod
     def from_checkpoint(
@@ -237,25 +282,48 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _text_features(self, text: str) -> tuple[TextFeatures, bool]:
-        """Cached features of ``text`` and whether they were computed now."""
+    def _encode_instruction(self, text: str) -> TextConditioning:
+        """The text side of the network for ``text``: encoder, then every text-only projection."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"the instruction must be a non-empty string, got {text!r}")
+        tokens = tokenize(text, word_len=self.word_len).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            return self.model.prepare_text(self.model.encode_text(tokens), trim_padding=True)
+
+    def _text_conditioning(self, text: str) -> tuple[TextConditioning, bool]:
+        """Cached text conditioning of ``text`` and whether it was computed now."""
         cached = self._text_cache.get(text)
         if cached is not None:
             self._text_cache.move_to_end(text)
             return cached, False
-        tokens = tokenize(text, word_len=self.word_len).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            features = self.model.encode_text(tokens)
-        self._text_cache[text] = features
+        conditioning = self._encode_instruction(text)
+        self._text_cache[text] = conditioning
         if len(self._text_cache) > TEXT_CACHE_SIZE:
             self._text_cache.popitem(last=False)
-        return features, True
+        return conditioning, True
 
     def set_instruction(self, text: str) -> None:
-        """Encode ``text`` now so that the next frames with this instruction skip the text encoder."""
-        self._text_features(text)
+        """Encode ``text`` now so that the next frames with this instruction skip all text-side work."""
+        self._text_conditioning(text)
+
+    def warmup(self, runs: int = 2, instruction: str = WARMUP_INSTRUCTION) -> float:
+        """Run ``runs`` blank frames through the network (compilation, kernel selection, allocator, caches
+        per input size) so that the first real frame is not slow; returns the seconds it took."""
+        start = time.perf_counter()
+        text = self._encode_instruction(instruction)
+        height, width = self.input_size
+        rgb = np.zeros((height, width, 3), dtype=np.uint8)
+        depth_m = np.ones((height, width), dtype=np.float32)
+        for _ in range(runs):
+            image, depth = self._preprocess(rgb, depth_m)
+            _gather_outputs(self._run_network(image, depth, text), 0, (height, width), self.mask_threshold)
+        seconds = time.perf_counter() - start
+        log.info("warm-up: %d frames at %dx%d in %.2f s", runs, width, height, seconds)
+        return seconds
+
+    def _run_network(self, image: torch.Tensor, depth: torch.Tensor, text: TextConditioning) -> dict[str, torch.Tensor]:
+        with torch.inference_mode(), self._autocast():
+            return self._frame(image, depth, text)
 
     def _check_inputs(self, rgb: np.ndarray, depth_m: np.ndarray, K: Any) -> np.ndarray:
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -272,22 +340,36 @@ class Predictor:
         check_depth_size(rgb.shape[:2], depth_m.shape)
         return check_intrinsics(K)
 
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """``array`` on the device in one host-to-device copy: a view of it on the CPU; on CUDA through a
+        pinned staging buffer (asynchronous copy; the buffer is reused once the frame's results are back)."""
+        host = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.type != "cuda":
+            return host.to(self.device)
+        key = (tuple(host.shape), host.dtype)
+        staging = self._staging.get(key)
+        if staging is None:
+            staging = self._staging[key] = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
+        staging.copy_(host)
+        return staging.to(self.device, non_blocking=True)
+
     def _preprocess(self, rgb: np.ndarray, depth_m: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``image (1,3,h,w)`` CLIP-normalised and ``depth (1,1,h,w)`` metres at the network input size."""
+        """``image (1,3,h,w)`` CLIP-normalised and ``depth (1,1,h,w)`` metres at the network input size.
+
+        Resizing and normalisation run on the device; the image goes there as uint8."""
         height, width = rgb.shape[:2]
-        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)  # (H, W, 3) uint8
-        image = image.permute(2, 0, 1)[None].float()  # (1, 3, H, W) in [0, 255]
+        image = self._to_device(rgb).permute(2, 0, 1)[None].float()  # (1, 3, H, W) in [0, 255]
         if (height, width) != self.input_size:
             shrinking = self.input_size[0] <= height and self.input_size[1] <= width
             if shrinking:
                 image = F.interpolate(image, size=self.input_size, mode="area")
             else:
                 image = F.interpolate(image, size=self.input_size, mode="bilinear", align_corners=False)
-        image = (image - self._mean) / self._std
-        depth = torch.from_numpy(depth_m).to(self.device, non_blocking=True)[None, None]  # (1, 1, h, w)
+        image = torch.addcmul(self._shift, image, self._scale).contiguous(memory_format=self.memory_format)
+        depth = self._to_device(depth_m)[None, None]  # (1, 1, h, w)
         if depth.shape[-2:] != self.input_size:
             depth = F.interpolate(depth, size=self.input_size, mode="nearest-exact")
-        return image, depth
+        return image, depth.contiguous(memory_format=self.memory_format)
 
     def __call__(self, rgb: np.ndarray, depth_m: np.ndarray, text: str, K: Any) -> AffordancePrediction:
         """Predict for ``rgb (H,W,3) uint8``, ``depth_m`` (float metres, an integer scale of H x W),
@@ -298,11 +380,10 @@ class Predictor:
         image, depth = self._preprocess(rgb, depth_m)
         self._synchronize()
         preprocessed = time.perf_counter()
-        text_features, encoded = self._text_features(text)
+        text_conditioning, encoded = self._text_conditioning(text)
         self._synchronize()
         text_done = time.perf_counter()
-        with torch.inference_mode(), self._autocast():
-            outputs = self.model.forward_with_text(image, depth, text_features)
+        outputs = self._run_network(image, depth, text_conditioning)
         self._synchronize()
         image_done = time.perf_counter()
         prediction = prediction_from_outputs(
@@ -317,6 +398,53 @@ class Predictor:
             "total": (end - start) * 1e3,
         }
         return prediction
+
+
+@dataclass
+class _HostOutputs:
+    """One sample's network outputs on the host, at the RGB image's resolution."""
+
+    mask: np.ndarray  # (H, W) bool
+    mask_score: float
+    point_xy: np.ndarray  # (2,) float64 in [0, 1]
+    axis: np.ndarray  # (3,) float64
+    origin_offset: np.ndarray  # (3,) float64
+    trajectory: np.ndarray  # (T, 3) float64, relative
+    motion_probability: np.ndarray  # (2,) float64
+
+
+def _gather_outputs(
+    outputs: Mapping[str, torch.Tensor], index: int, rgb_hw: tuple[int, int], mask_threshold: float
+) -> _HostOutputs:
+    """Item ``index`` of ``outputs``: the mask upsampled and thresholded on the device, then everything
+    packed into one byte tensor so that it comes back in a single device-to-host transfer."""
+    height, width = rgb_hw
+    with torch.inference_mode():
+        logits = outputs["mask_logits"][index : index + 1].float()  # (1, 1, h/4, w/4)
+        probability = F.interpolate(logits, size=rgb_hw, mode="bilinear", align_corners=False)[0, 0].sigmoid()
+        foreground = probability > mask_threshold  # (H, W)
+        count = foreground.sum()
+        inside_mean = (probability * foreground).sum() / count.clamp_min(1)
+        mask_score = torch.where(count > 0, inside_mean, probability.max())  # the peak when the mask is empty
+        values = torch.cat([
+            mask_score.view(1),
+            outputs["point_xy"][index].float(),  # (2,)
+            outputs["axis"][index].float(),  # (3,)
+            outputs["origin_offset"][index].float(),  # (3,)
+            outputs["motion_type_logits"][index].float().softmax(dim=-1),  # (2,)
+            outputs["trajectory"][index].float().flatten(),  # (T*3,)
+        ])
+        packed = torch.cat([values.view(torch.uint8), foreground.flatten().view(torch.uint8)]).cpu().numpy()
+    floats = packed[: values.numel() * 4].view(np.float32).astype(np.float64)
+    return _HostOutputs(
+        mask=packed[values.numel() * 4 :].view(bool).reshape(height, width),
+        mask_score=float(floats[0]),
+        point_xy=floats[1:3],
+        axis=floats[3:6],
+        origin_offset=floats[6:9],
+        motion_probability=floats[9:11],
+        trajectory=floats[11:].reshape(-1, 3),
+    )
 
 
 def prediction_from_outputs(
@@ -335,34 +463,22 @@ def prediction_from_outputs(
     and :func:`segaff_core.visualize.draw_sample`; ``timings`` is left empty.
     """
     height, width = rgb_hw
-    with torch.inference_mode():
-        logits = outputs["mask_logits"][index : index + 1].float()  # (1, 1, h/4, w/4)
-        probability = F.interpolate(logits, size=rgb_hw, mode="bilinear", align_corners=False)[0, 0].sigmoid()
-        foreground = probability > mask_threshold  # (H, W)
-        mask_score = probability[foreground].mean() if bool(foreground.any()) else probability.max()
-        mask = foreground.cpu().numpy()
-
-        def item(name: str) -> np.ndarray:
-            return outputs[name][index].float().cpu().numpy().astype(np.float64)
-
-        point_xy, axis, origin_offset = item("point_xy"), item("axis"), item("origin_offset")  # (2,), (3,), (3,)
-        relative_trajectory = item("trajectory")  # (T, 3)
-        motion_probability = outputs["motion_type_logits"][index].float().softmax(dim=-1).cpu().numpy()  # (2,)
-    u, v = np.clip(normalised_to_pixel(point_xy, (height, width)), 0.0, [width - 1, height - 1]).tolist()
-    motion_index = int(np.argmax(motion_probability))
-    point_3d, approach = lift_point(u, v, mask, depth_m, K, min_depth_m, max_depth_m)
-    origin = point_3d + origin_offset if motion_index == 1 else point_3d.copy()
+    host = _gather_outputs(outputs, index, rgb_hw, mask_threshold)
+    u, v = np.clip(normalised_to_pixel(host.point_xy, (height, width)), 0.0, [width - 1, height - 1]).tolist()
+    motion_index = int(np.argmax(host.motion_probability))
+    point_3d, approach = lift_point(u, v, host.mask, depth_m, K, min_depth_m, max_depth_m)
+    origin = point_3d + host.origin_offset if motion_index == 1 else point_3d.copy()
     return AffordancePrediction(
-        mask=mask,
-        mask_score=float(mask_score),
+        mask=host.mask,
+        mask_score=host.mask_score,
         point_px=(u, v),
         point_3d=point_3d,
         approach=approach,
-        axis=axis / max(float(np.linalg.norm(axis)), 1e-12),
+        axis=host.axis / max(float(np.linalg.norm(host.axis)), 1e-12),
         origin=origin,
         motion_type=MOTION_TYPES[motion_index],
-        motion_type_confidence=float(motion_probability[motion_index]),
-        trajectory=point_3d[None, :] + (relative_trajectory - relative_trajectory[:1]),
+        motion_type_confidence=float(host.motion_probability[motion_index]),
+        trajectory=point_3d[None, :] + (host.trajectory - host.trajectory[:1]),
         valid_3d=bool(np.all(np.isfinite(point_3d))),
     )
 

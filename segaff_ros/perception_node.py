@@ -135,6 +135,39 @@ class DecodedFrame:
     K: np.ndarray
 
 
+def decode_frame(frame: Frame, min_depth_m: float, max_depth_m: float) -> DecodedFrame:
+    """The frame as numpy; BadFrame with the reason when it cannot be used.
+
+    What the worker (and ``~/query``) runs on every synchronized frame before the model: encodings,
+    camera_info size, data length, K, and at least one depth pixel within ``[min_depth_m, max_depth_m]``.
+    Raises nothing but BadFrame (a ValueError), whatever the messages hold.
+    """
+    if frame.rgb.encoding not in conversions.COLOR_ENCODINGS:
+        raise BadFrame(
+            f"RGB image encoding {frame.rgb.encoding!r} is not one of {tuple(conversions.COLOR_ENCODINGS)}"
+        )
+    if frame.depth.encoding not in conversions.DEPTH_ENCODINGS:
+        raise BadFrame(
+            f"depth image encoding {frame.depth.encoding!r} is not one of {tuple(conversions.DEPTH_ENCODINGS)}"
+        )
+    info = frame.camera_info
+    if (info.width, info.height) not in ((0, 0), (frame.rgb.width, frame.rgb.height)):
+        raise BadFrame(
+            f"camera_info is for {info.width}x{info.height} but the RGB image is "
+            f"{frame.rgb.width}x{frame.rgb.height}"
+        )
+    try:
+        rgb = conversions.image_to_numpy(frame.rgb)
+        depth_m = conversions.image_to_numpy(frame.depth)
+        K = conversions.camera_info_to_K(info)
+    except ValueError as error:
+        raise BadFrame(str(error)) from error
+    in_range = (depth_m >= min_depth_m) & (depth_m <= max_depth_m)
+    if not in_range.any():
+        raise BadFrame(f"depth image has no valid pixel within [{min_depth_m}, {max_depth_m}] m")
+    return DecodedFrame(rgb, depth_m, K)
+
+
 def _float_range(low: float, high: float) -> list[FloatingPointRange]:
     return [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
 
@@ -444,44 +477,15 @@ class PerceptionNode(Node):
             if self._first_in_while(text := "out of GPU memory: frame dropped"):
                 self.get_logger().error(text)
         except Exception as error:  # one failed frame must not stop the node
+            if not self.context.ok():  # Ctrl-C shut ROS down while this frame was being processed
+                return
             self._stats.count("failed_frames")
             if self._first_in_while(text := f"inference failed, frame dropped: {type(error).__name__}: {error}"):
                 self.get_logger().error(text)
 
-    def _decode(self, frame: Frame) -> DecodedFrame:
-        """The frame as numpy; BadFrame with the reason when it cannot be used."""
-        if frame.rgb.encoding not in conversions.COLOR_ENCODINGS:
-            raise BadFrame(
-                f"RGB image encoding {frame.rgb.encoding!r} is not one of {tuple(conversions.COLOR_ENCODINGS)}"
-            )
-        if frame.depth.encoding not in conversions.DEPTH_ENCODINGS:
-            raise BadFrame(
-                f"depth image encoding {frame.depth.encoding!r} is not one of "
-                f"{tuple(conversions.DEPTH_ENCODINGS)}"
-            )
-        info = frame.camera_info
-        if (info.width, info.height) not in ((0, 0), (frame.rgb.width, frame.rgb.height)):
-            raise BadFrame(
-                f"camera_info is for {info.width}x{info.height} but the RGB image is "
-                f"{frame.rgb.width}x{frame.rgb.height}"
-            )
-        try:
-            rgb = conversions.image_to_numpy(frame.rgb)
-            depth_m = conversions.image_to_numpy(frame.depth)
-            K = conversions.camera_info_to_K(info)
-        except ValueError as error:
-            raise BadFrame(str(error)) from error
-        in_range = (depth_m >= self._params.min_depth_m) & (depth_m <= self._params.max_depth_m)
-        if not in_range.any():
-            raise BadFrame(
-                f"depth image has no valid pixel within [{self._params.min_depth_m}, "
-                f"{self._params.max_depth_m}] m"
-            )
-        return DecodedFrame(rgb, depth_m, K)
-
     def _infer(self, frame: Frame, instruction: str) -> tuple[DecodedFrame, AffordancePrediction]:
         """Decode the frame and run the model under the model lock (worker and ~/query share it)."""
-        decoded = self._decode(frame)
+        decoded = decode_frame(frame, self._params.min_depth_m, self._params.max_depth_m)
         with self._predictor_lock:
             return decoded, self._predictor(decoded.rgb, decoded.depth_m, instruction, decoded.K)
 

@@ -2,17 +2,22 @@
 
 Publishes ``rgb/image`` (rgb8), ``depth/image`` (16UC1 millimetres or 32FC1 metres) and
 ``rgb/camera_info`` with one stamp and one frame_id per frame, at ``rate_hz``. The scene of ``seed`` is
-rendered from ``num_views`` viewpoints at start-up (``segaff_core.synth``); the camera dwells
-``view_hold_s`` on each and cycles through them. With ``publish_instruction`` the description of a part
-visible in the current view is published on ``instruction`` once a second, so the perception node has
-something to do without a user.
+seen from one viewpoint (aimed at the part that ``target_instruction`` names, when set) that sways slowly
+and smoothly about that part's handle: a figure of eight of ``orbit_amplitude_deg`` every
+``orbit_period_s`` (:class:`segaff_core.synth.camera.Orbit`), in ``orbit_steps`` viewpoints per period, each
+rendered when first needed and then reused. With ``publish_instruction`` the camera publishes on
+``instruction`` once a second ``target_instruction``, or else the description of a part visible in the
+current view, so the perception node has something to do without a user.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
@@ -24,20 +29,49 @@ from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
-from segaff_core.synth.sample import SceneSample, scene_views
+from segaff_core.synth.camera import Orbit
+from segaff_core.synth.sample import SceneSample, SceneViews, find_scene, scene_views
 from segaff_ros import conversions
 
 NODE_NAME = "synthetic_camera"
+AUTO_SEED = -1
+#: Seeds searched (from 0) for a scene that has the part an instruction names (seed ``AUTO_SEED``).
+SCENE_SEARCH_SEEDS = 1000
+#: Parts of the named part's category on its piece of furniture besides it, so the instruction must choose.
+SCENE_MIN_SIBLINGS = 2
 _DEPTH_ENCODINGS = ("16UC1", "32FC1")
 
 
+def choose_scene(instruction: str) -> Optional[int]:
+    """The seed of the first scene with a part that ``instruction`` names among at least
+    ``SCENE_MIN_SIBLINGS`` others of its kind on the same furniture (what ``seed:=-1`` shows); None if none."""
+    found = find_scene(instruction, range(SCENE_SEARCH_SEEDS), SCENE_MIN_SIBLINGS)
+    return None if found is None else found[0]
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """One viewpoint ready to publish: ``rgb (H, W, 3) uint8``, ``depth`` in the depth encoding's unit,
+    ``K (3, 3)`` and the instruction to publish while it shows (empty: none)."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    K: np.ndarray
+    instruction: str
+
+
 class SyntheticCamera(Node):
-    """Cycles through pre-rendered views of one synthetic scene, publishing them as a ROS camera."""
+    """Publishes a slowly swaying view of one synthetic scene as a ROS RGB-D camera."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._seed: int = self._declare("seed", 0, "scene seed (the same seed, the same scene)",
-                                        integer_range=[IntegerRange(from_value=0, to_value=2**31 - 1, step=1)])
+        seed: int = self._declare(
+            "seed", 0, f"scene seed (the same seed, the same scene); {AUTO_SEED} = the first scene with a part "
+            "that target_instruction names", integer_range=[IntegerRange(from_value=AUTO_SEED, to_value=2**31 - 1,
+                                                                          step=1)])
+        self._target: str = self._declare(
+            "target_instruction", "", "aim the camera at the part this instruction names ('' = any part)"
+        ).strip()
         self._width: int = self._declare("width", 320, "image width, px",
                                          integer_range=[IntegerRange(from_value=32, to_value=1920, step=1)])
         self._height: int = self._declare("height", 240, "image height, px",
@@ -46,21 +80,33 @@ class SyntheticCamera(Node):
                                        floating_point_range=[FloatingPointRange(from_value=0.1, to_value=60.0)])
         self._depth_encoding: str = self._declare("depth_encoding", "16UC1", "16UC1 (mm) | 32FC1 (m)")
         self._frame_id: str = self._declare("frame_id", "camera_color_optical_frame", "frame_id of all three")
-        num_views: int = self._declare("num_views", 6, "viewpoints rendered at start-up and cycled",
-                                       integer_range=[IntegerRange(from_value=1, to_value=100, step=1)])
-        self._view_hold_s: float = self._declare(
-            "view_hold_s", 3.0, "seconds on each viewpoint",
-            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=3600.0)],
+        amplitude_deg: float = self._declare(
+            "orbit_amplitude_deg", 4.0, "sway of the viewpoint about the part's handle, degrees (0 = still)",
+            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=30.0)],
         )
-        self._publish_instruction: bool = self._declare(
-            "publish_instruction", False, "publish a visible part's description on 'instruction' once a second"
+        self._period_s: float = self._declare(
+            "orbit_period_s", 20.0, "seconds per sway cycle",
+            floating_point_range=[FloatingPointRange(from_value=1.0, to_value=3600.0)],
+        )
+        steps: int = self._declare(
+            "orbit_steps", 50, "viewpoints per sway cycle (each rendered once, when first shown)",
+            integer_range=[IntegerRange(from_value=1, to_value=1000, step=1)],
+        )
+        publish_instruction: bool = self._declare(
+            "publish_instruction", False,
+            "publish target_instruction (or a visible part's description) on 'instruction' once a second",
         )
         if self._depth_encoding not in _DEPTH_ENCODINGS:
             raise ValueError(
                 f"parameter 'depth_encoding' is {self._depth_encoding!r}: expected one of {_DEPTH_ENCODINGS}"
             )
 
-        self._views: list[SceneSample] = self._render_views(num_views)
+        self._steps = steps if amplitude_deg > 0.0 else 1
+        self._views, base, self._pivot_part = self._base_view(seed)
+        self._lighting = base.lighting
+        pivot = self._views.layout.parts[self._pivot_part].handle
+        self._orbit = Orbit(base.camera, pivot, math.radians(amplitude_deg))
+        self._frames: dict[int, CameraFrame] = {0: self._to_frame(base)}
         self._started: float = time.monotonic()
         qos = QoSProfile(depth=5)
         self._rgb_pub: Publisher = self.create_publisher(Image, "rgb/image", qos)
@@ -69,44 +115,68 @@ class SyntheticCamera(Node):
         self._instruction_pub: Publisher = self.create_publisher(String, "instruction", 10)
         self._frame_timer: Timer = self.create_timer(1.0 / rate_hz, self._on_frame_timer)
         self._instruction_timer: Optional[Timer] = (
-            self.create_timer(1.0, self._on_instruction_timer) if self._publish_instruction else None
+            self.create_timer(1.0, self._on_instruction_timer) if publish_instruction else None
         )
 
     def _declare(self, name: str, default: Any, description: str, **constraints: Any) -> Any:
         descriptor = ParameterDescriptor(description=description, read_only=True, **constraints)
         return self.declare_parameter(name, default, descriptor).value
 
-    def _render_views(self, num_views: int) -> list[SceneSample]:
-        """Start-up: render the scene of ``seed`` from ``num_views`` viewpoints."""
+    def _base_view(self, seed: int) -> tuple[SceneViews, SceneSample, int]:
+        """Start-up: build the scene, render the base view; returns the scene, the view and the pivot part."""
         started = time.monotonic()
-        views, rng = scene_views(self._seed)
-        samples = [views.view(rng, (self._height, self._width)) for _ in range(num_views)]
+        if seed == AUTO_SEED:
+            chosen = choose_scene(self._target) if self._target else None
+            if chosen is None:
+                self.get_logger().warning(
+                    f"seed {AUTO_SEED}: no scene among seeds 0-{SCENE_SEARCH_SEEDS - 1} has a part that "
+                    f"target_instruction {self._target!r} names: showing scene 0"
+                )
+            seed = chosen if chosen is not None else 0
+        views, rng = scene_views(seed)
+        target = views.part_named(self._target) if self._target else None
+        if self._target and target is None:
+            self.get_logger().warning(f"no part of scene {seed} is named by {self._target!r}: aiming at any part")
+        base = views.view(rng, (self._height, self._width), target)
+        pivot = target if target is not None else base.parts[0].part_id
         self.get_logger().info(
-            f"rendered scene {self._seed} from {num_views} viewpoints at {self._width}x{self._height} "
-            f"in {time.monotonic() - started:.1f} s"
+            f"scene {seed}: viewpoint on {views.layout.parts[pivot].name} "
+            f"({len(base.parts)} parts visible), {self._width}x{self._height}, "
+            f"ready in {time.monotonic() - started:.1f} s"
         )
-        return samples
+        return views, base, pivot
 
-    def _current_view(self) -> SceneSample:
-        if self._view_hold_s <= 0.0:
-            return self._views[0]
-        index = int((time.monotonic() - self._started) / self._view_hold_s) % len(self._views)
-        return self._views[index]
+    def _to_frame(self, sample: SceneSample) -> CameraFrame:
+        """A rendered view as the camera publishes it."""
+        depth = sample.depth_m
+        if self._depth_encoding == "16UC1":  # millimetres, stored as they are published
+            depth = np.clip(np.rint(depth * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+        shown = [p for p in sample.parts if p.part_id == self._pivot_part] or sample.parts
+        instruction = self._target or (shown[0].descriptions[0] if shown else "")
+        return CameraFrame(sample.rgb, depth, sample.K, instruction)
+
+    def _current_frame(self) -> CameraFrame:
+        """The viewpoint of this moment of the sway cycle (rendered now when first needed)."""
+        phase = (time.monotonic() - self._started) / self._period_s
+        step = int((phase % 1.0) * self._steps)
+        if step not in self._frames:
+            sample = self._views.render(self._orbit.camera(step / self._steps), self._lighting)
+            self._frames[step] = self._to_frame(sample)
+        return self._frames[step]
 
     def _on_frame_timer(self) -> None:
         """Publish the current view as RGB, depth and camera_info with one stamp; returns nothing."""
-        view = self._current_view()
+        frame = self._current_frame()
         header = Header(frame_id=self._frame_id, stamp=self.get_clock().now().to_msg())
-        depth = view.depth_m * 1000.0 if self._depth_encoding == "16UC1" else view.depth_m
-        self._rgb_pub.publish(conversions.numpy_to_image(view.rgb, "rgb8", header))
-        self._depth_pub.publish(conversions.numpy_to_image(depth, self._depth_encoding, header))
-        self._info_pub.publish(conversions.K_to_camera_info(view.K, self._width, self._height, header))
+        self._rgb_pub.publish(conversions.numpy_to_image(frame.rgb, "rgb8", header))
+        self._depth_pub.publish(conversions.numpy_to_image(frame.depth, self._depth_encoding, header))
+        self._info_pub.publish(conversions.K_to_camera_info(frame.K, self._width, self._height, header))
 
     def _on_instruction_timer(self) -> None:
-        """Publish the shortest description of the first part visible in the current view."""
-        parts = self._current_view().parts
-        if parts:
-            self._instruction_pub.publish(String(data=parts[0].descriptions[0]))
+        """Publish the target instruction, or the description of the part the camera sways about."""
+        text = self._current_frame().instruction
+        if text:
+            self._instruction_pub.publish(String(data=text))
 
 
 def main(args: Optional[list[str]] = None) -> int:

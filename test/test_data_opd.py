@@ -177,10 +177,15 @@ def _escaping_path(coco):
     next(i for i in coco["images"] if i["id"] == image_id)["file_name"] = "../outside.png"
 
 
+def _absolute_depth_path(coco):
+    image_id = coco["annotations"][0]["image_id"]
+    next(i for i in coco["images"] if i["id"] == image_id)["depth_file_name"] = "/etc/depth.png"
+
+
 @pytest.mark.parametrize(
     "edit, message, error_type",
     [(_zero_axis, "zero vector", DatasetError), (_degenerate_polygon, "degenerate", DatasetError),
-     (_escaping_path, "leaves the data root", UnsafePathError)],
+     (_escaping_path, "leaves the data root", UnsafePathError), (_absolute_depth_path, "absolute", UnsafePathError)],
 )
 def test_bad_annotations_raise_naming_the_record_or_are_skipped(opd_make_root, edit, message, error_type):
     root = opd_make_root("multi", edit=edit)
@@ -224,6 +229,43 @@ def test_missing_h5_entry_raises_naming_file_and_record(opd_make_root, h5_name):
     assert missing in str(raised.value) and h5_name in str(raised.value)
     assert f"annotation {coco['annotations'][min(bad)]['id']} " in str(raised.value)
     _assert_skipped(OPDDataset(root, "valid", input_size=(64, 64), skip_bad=True), bad)
+
+
+def _overwrite(path, start: int, length: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[start:start + length] = b"\xff" * length
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "h5_name, damage",
+    [("valid.h5", lambda path: _overwrite(path, 0, 64)),  # the superblock
+     ("depth.h5", lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]))],
+    ids=["superblock-overwritten", "truncated"],
+)
+def test_unreadable_h5_file_is_an_error_naming_it(opd_make_root, h5_name, damage):
+    root = opd_make_root("real")
+    damage(root / h5_name)
+    with pytest.raises(DatasetError, match=f"{root / h5_name}: cannot read the HDF5 file"):
+        OPDDataset(root, "valid")
+
+
+def test_corrupt_h5_chunk_index_fails_each_sample_naming_file_and_record_also_in_workers(opd_make_root):
+    root = opd_make_root("multi")
+    data = (root / "valid.h5").read_bytes()
+    chunk_index = data.find(b"TREE\x01")  # the v1 B-tree node of the image chunks (node type 1: raw data)
+    assert chunk_index > 0
+    _overwrite(root / "valid.h5", chunk_index, 64)
+    dataset = OPDDataset(root, "valid", input_size=(64, 64))  # the file names are still readable
+    annotation_id = _annotations(root)[0]["annotations"][0]["id"]
+    with pytest.raises(DatasetError, match="cannot read row") as raised:
+        dataset[0]
+    assert str(root / "valid.h5") in str(raised.value) and f"annotation {annotation_id} " in str(raised.value)
+    with pytest.raises(DatasetError, match="valid.h5"):  # raised in the worker, re-raised here: no dead worker
+        list(DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate_samples))
+    skipping = OPDDataset(root, "valid", input_size=(64, 64), skip_bad=True)
+    assert all(skipping[i] is None for i in range(len(skipping)))
+    assert skipping.skipped.take() == list(range(len(skipping)))
 
 
 _INHERITED: Optional[OPDDataset] = None

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import SF3D_K, SF3D_SIZE, sf3d_record
+from sf3d_records import SF3D_K, SF3D_SIZE, sf3d_record
 from segaff_core.data import DatasetError, SF3DDataModule, SF3DDataset, UnsafePathError, collate_samples
 from segaff_core.data.transforms import Preprocess
 from segaff_core.data.sf3d_format import decode_record, encode_record, opened_in, read_metadata, write_lmdb
@@ -139,6 +139,19 @@ def _delete_record(root, key: str) -> None:
     env.close()
 
 
+def _overwrite_page_holding(root, marker: bytes) -> None:
+    """Overwrite the header of the LMDB page that holds ``marker`` (e.g. an overflow page of a large record)."""
+    env = lmdb.open(str(root / "data.lmdb"), readonly=True, lock=False)
+    page_size = env.stat()["psize"]
+    env.close()
+    path = root / "data.lmdb" / "data.mdb"
+    data = bytearray(path.read_bytes())
+    page = data.find(marker) // page_size * page_size
+    assert page >= 2 * page_size, "the marker must lie on a data page, not on a meta page"
+    data[page:page + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+
+
 def _set(field: str, value: Any):
     def edit(records: dict[str, dict[str, Any]]) -> None:
         records[next(iter(records))][field] = value
@@ -153,6 +166,9 @@ def _set(field: str, value: Any):
         (None, lambda root, key: (root / "images/frame_0.jpg").unlink(), "images/frame_0.jpg", DatasetError),
         (None, lambda root, key: (root / "depth/frame_0.png").write_bytes(b"junk"), "depth/frame_0.png",
          DatasetError),
+        (None, lambda root, key: (root / "depth/frame_0.png").unlink(), "depth/frame_0.png", DatasetError),
+        (_set("padding", "x" * 20000), lambda root, key: _overwrite_page_holding(root, b"x" * 64),
+         "cannot read record", DatasetError),
         (None, lambda root, key: cv2.imwrite(str(root / "images/frame_0.jpg"), np.zeros((100, 100, 3), np.uint8)),
          "the record says 640x480", DatasetError),
         (_set("rgb_path", "../outside.jpg"), None, "leaves the data root", UnsafePathError),
@@ -175,6 +191,14 @@ def test_bad_records_raise_naming_file_and_key_or_are_skipped(sf3d_make_root, ed
     batch = collate_samples([dataset[i] for i in range(3)])
     assert len(batch["image_id"]) == 2
     assert dataset.skipped.take() == [0] and dataset.skipped.take() == []
+
+
+def test_corrupt_lmdb_file_is_an_error_naming_it(sf3d_make_root):
+    root = sf3d_make_root()
+    path = root / "data.lmdb" / "data.mdb"
+    path.write_bytes(b"\xff" * 8192 + path.read_bytes()[8192:])  # both meta pages overwritten
+    with pytest.raises(DatasetError, match="data.lmdb: cannot open the LMDB"):
+        SF3DDataset(root)
 
 
 _INHERITED: Optional[SF3DDataset] = None

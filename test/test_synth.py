@@ -15,10 +15,11 @@ from segaff_core.data.common import polygon_mask
 from segaff_core.geometry import project
 from segaff_core.synth import generate, generate_dataset, render_scene
 from segaff_core.synth.articulation import world_trajectory
+from segaff_core.synth.camera import Orbit, orbit_camera
 from segaff_core.synth.generate import assign_splits, scene_seed
-from segaff_core.synth.language import referring_expressions
+from segaff_core.synth.language import named_part, referring_expressions
 from segaff_core.synth.masks import bbox_xywh, coco_polygons, outline_yx
-from segaff_core.synth.sample import MIN_MASK_FRACTION, SceneSample, SceneViews, scene_views
+from segaff_core.synth.sample import MIN_MASK_FRACTION, SceneSample, SceneViews, find_scene, scene_views
 
 SEEDS = range(12)
 SIZE = (192, 256)  # (H, W): not square, to catch swapped axes
@@ -172,6 +173,85 @@ def test_descriptions_name_one_part(views: list[tuple[SceneViews, list[SceneSamp
     assert checked > 10
     counts = [len(d) for scene, _ in views for d in scene.descriptions]
     assert np.mean(counts) > 2.5  # several instructions per part
+
+
+def test_named_part_takes_the_longest_whole_phrase() -> None:
+    expressions = [["the top drawer", "the green drawer"], ["the top drawer of the dresser"], []]
+    assert named_part(expressions, "open the top drawer") == 0
+    assert named_part(expressions, "Please OPEN the green drawer!") == 0
+    assert named_part(expressions, "Pull the top drawer of the dresser open.") == 1
+    assert named_part(expressions, "open the top drawers") is None
+    assert named_part(expressions, "open the topdrawer") is None
+
+
+def test_find_scene_names_a_part_among_siblings() -> None:
+    found = find_scene("open the top drawer", range(300), min_siblings=2)
+    assert found is not None
+    seed, index = found
+    assert find_scene("open the top drawer", range(seed + 1), min_siblings=2) == found  # the first one
+    scene, rng = scene_views(seed)
+    assert scene.part_named("Open the top drawer.") == index
+    target = scene.layout.parts[index]
+    siblings = [p for p in scene.layout.parts if p.furniture == target.furniture and p.category == "drawer"]
+    assert target.category == "drawer" and len(siblings) >= 3
+    assert all(target.handle[2] > p.handle[2] for p in siblings if p is not target)
+    assert find_scene("open the purple unicorn", range(5)) is None
+
+
+def _reprojection_agreement(a: SceneSample, b: SceneSample) -> float:
+    """Fraction of the pixels of view ``a`` whose depth, moved into view ``b``, agrees with b's depth (1 cm)."""
+    rows, cols = np.nonzero(a.depth_m > 0)
+    z = a.depth_m[rows, cols].astype(np.float64)
+    points_a = np.stack([(cols - a.K[0, 2]) * z / a.K[0, 0], (rows - a.K[1, 2]) * z / a.K[1, 1], z], axis=1)
+    world = (points_a - a.world_to_camera[:3, 3]) @ a.world_to_camera[:3, :3]
+    points_b = world @ b.world_to_camera[:3, :3].T + b.world_to_camera[:3, 3]
+    pixels = np.round(project(points_b, b.K)).astype(int)
+    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < SIZE[1]) & (pixels[:, 1] >= 0) & (pixels[:, 1] < SIZE[0])
+    depth_b = b.depth_m[pixels[inside, 1], pixels[inside, 0]]
+    return float(np.mean(np.abs(depth_b - points_b[inside, 2]) < 0.01))
+
+
+def test_orbit_moves_the_view_smoothly_about_the_part() -> None:
+    seed, index = find_scene("open the top drawer", range(300), min_siblings=2)
+    scene, rng = scene_views(seed)
+    base = scene.view(rng, SIZE, part_id=index)
+    assert index in [p.part_id for p in base.parts]
+    pivot = scene.layout.parts[index].handle
+    orbit = Orbit(base.camera, pivot, np.radians(4.0))
+    np.testing.assert_allclose(orbit.camera(0.0).world_to_camera, base.world_to_camera, atol=1e-12)
+    np.testing.assert_allclose(orbit.camera(1.25).world_to_camera, orbit.camera(0.25).world_to_camera, atol=1e-12)
+    up = orbit_camera(base.camera, pivot, 0.0, np.radians(5.0))
+    assert up.position[2] > base.camera.position[2]  # positive pitch raises the camera
+
+    steps = 60
+    cameras = [orbit.camera(k / steps) for k in range(steps + 1)]
+    handles = np.stack([p.handle for p in scene.layout.parts])
+    tracks = []
+    for camera in cameras:
+        rotation = camera.rotation
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)  # still a rigid camera
+        assert np.linalg.norm(camera.position - pivot) == pytest.approx(np.linalg.norm(base.camera.position - pivot))
+        tracks.append(project(camera.to_camera(handles), camera.K))
+    tracks = np.stack(tracks)  # (steps + 1, parts, 2)
+    pivot_track = tracks[:, index]
+    np.testing.assert_allclose(pivot_track, pivot_track[:1].repeat(steps + 1, 0), atol=1e-6)  # the pivot stays put
+    step_px = np.linalg.norm(np.diff(tracks, axis=0), axis=2)
+    assert np.nanmax(step_px) < 1.5, "consecutive viewpoints must differ by about a pixel at most"
+    sway_px = np.linalg.norm(tracks - tracks[:1], axis=2)
+    assert np.nanmax(sway_px) > 3.0, "the other handles must move over a period"
+    np.testing.assert_allclose(tracks[-1], tracks[0], atol=1e-6)  # periodic: no jump at the wrap
+
+    views = [scene.render(cameras[k], base.lighting) for k in (0, 1, 2, steps // 4)]
+    for view in views:
+        annotation = next(p for p in view.parts if p.part_id == index)
+        np.testing.assert_allclose(annotation.handle_px, pivot_track[0], atol=1e-6)
+        u, v = np.round(annotation.handle_px).astype(int)
+        assert abs(view.depth_m[v, u] - annotation.handle_3d[2]) < 0.06
+    for a, b in zip(views[:2], views[1:3]):
+        assert not np.array_equal(a.rgb, b.rgb)
+        assert _reprojection_agreement(a, b) > 0.95  # depth is one geometry seen from nearby viewpoints
+        assert np.mean(np.abs(a.depth_m - b.depth_m) < 0.05) > 0.9  # and nearby viewpoints see nearly the same
+    assert _reprojection_agreement(views[0], views[3]) > 0.9
 
 
 def test_splits_hold_out_scenes() -> None:

@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +49,31 @@ def fit_command(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_resume_after_sigkill_continues_from_last_checkpoint(tmp_path: Path) -> None:
+@pytest.fixture
+def foreign_tmpdir(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """``TMPDIR`` on another file system than the run, where available (/dev/shm).
+
+    There Lightning's own checkpoint write (``_atomic_save``: a temporary file in ``TMPDIR``, then
+    ``shutil.move``) becomes a copy into ``last.ckpt``, which a SIGKILL leaves partial.
+    """
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(dir=shm, prefix="segaff_test_") as directory:
+        yield {"TMPDIR": directory}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_continues_from_last_checkpoint(
+    tmp_path: Path, foreign_tmpdir: dict[str, str]
+) -> None:
     data_root = tmp_path / "sf3d"
     generate_dataset("sf3d", data_root, num_images=20, seed=0, image_size=(64, 64), views_per_scene=2)
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "test"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, **foreign_tmpdir,
+           "PYTHONPATH": os.pathsep.join([str(REPO / "test"), os.environ.get("PYTHONPATH", "")])}
 
     first = subprocess.Popen(fit_command(data_root, run_dir), cwd=REPO, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -5,19 +5,19 @@
 
 One LightningModule for every data set; the data module (``segaff_core.data.OPDDataModule`` or
 ``SF3DDataModule``) is chosen by ``data.class_path`` in the config. Besides ``trainer``, ``model`` and
-``data`` the CLI has three always-on callbacks, each configurable under its own key:
+``data`` the CLI has two always-on ModelCheckpoint callbacks, each configurable under its own key:
 
-- ``checkpoint``: ModelCheckpoint of the best ``val/mIoU`` (``best-epoch=NNN.ckpt``);
-- ``last_checkpoint``: ModelCheckpoint writing ``last.ckpt`` after every epoch. It is a second callback
-  because since Lightning 2.6 ``save_last=True`` writes ``last.ckpt`` only when a top-k checkpoint is
-  saved in the same step, i.e. only when the monitored metric improves;
-- ``lr_monitor``: LearningRateMonitor (needs a logger).
+- ``checkpoint``: the best ``val/mIoU`` (``best-epoch=NNN.ckpt``);
+- ``last_checkpoint``: ``last.ckpt`` after every epoch. It is a second callback because since
+  Lightning 2.6 ``save_last=True`` writes ``last.ckpt`` only when a top-k checkpoint is saved in the same
+  step, i.e. only when the monitored metric improves.
 
-Checkpoints go to ``<trainer.default_root_dir>/checkpoints`` (a fixed folder, so ``--ckpt_path last``
-finds the newest ``last*.ckpt`` of the run) and are written atomically
-(:class:`segaff_core.callbacks.AtomicCheckpointIO`, the default ``trainer.plugins``). TensorBoard logs,
-the resolved ``config.yaml`` and the validate/test reports go to
-``<trainer.default_root_dir>/lightning_logs/version_N`` (Lightning's default logger).
+Both write to ``<trainer.default_root_dir>/checkpoints`` (a fixed folder, so ``--ckpt_path last`` finds
+the newest ``last*.ckpt`` of the run), atomically (:class:`segaff_core.callbacks.AtomicCheckpointIO`, the
+default ``trainer.plugins``: a ``--trainer.plugins`` list replaces it). Other callbacks, such as the
+LearningRateMonitor of the training configs, are ``trainer.callbacks``. TensorBoard logs, the resolved
+``config.yaml`` and the validate/test reports go to ``<trainer.default_root_dir>/lightning_logs/version_N``
+(Lightning's default logger).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import os
 from typing import Optional
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from segaff_core.lightning_module import SegAffordanceModule
@@ -40,12 +40,11 @@ def checkpoint_dir(default_root_dir: Optional[str]) -> str:
 
 
 class SegAffordanceCLI(LightningCLI):
-    """LightningCLI with the checkpoint and learning-rate callbacks configurable from YAML."""
+    """LightningCLI with the best and last checkpoint callbacks, configurable from YAML."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults(
             {
                 "trainer.default_root_dir": DEFAULT_ROOT_DIR,
@@ -53,7 +52,6 @@ class SegAffordanceCLI(LightningCLI):
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best-{epoch:03d}",
                 "last_checkpoint.filename": ModelCheckpoint.CHECKPOINT_NAME_LAST,  # monitor None: every epoch
-                "lr_monitor.logging_interval": "epoch",
             }
         )
         for key in ("checkpoint.dirpath", "last_checkpoint.dirpath"):

@@ -150,13 +150,20 @@ def load_diameters(path: Optional[Path]) -> dict[str, float]:
 
 
 def h5_name_index(path: Path, dataset: str) -> dict[str, int]:
-    """File name -> row of the names dataset ``dataset`` in ``path`` (names stored as bytes or str)."""
+    """File name -> row of the names dataset ``dataset`` in ``path`` (names stored as bytes or str).
+
+    DatasetError naming ``path`` when the file is not HDF5, truncated or corrupt (h5py's own messages
+    do not name the file).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"OPD HDF5 file not found: {path}")
-    with h5py.File(path, "r") as h5:
-        if dataset not in h5:
-            raise DatasetError(f"{path}: no dataset {dataset!r} (has {sorted(h5.keys())})")
-        names = h5[dataset][()]
+    try:
+        with h5py.File(path, "r") as h5:
+            if dataset not in h5:
+                raise DatasetError(f"{path}: no dataset {dataset!r} (has {sorted(h5.keys())})")
+            names = h5[dataset][()]
+    except (OSError, KeyError) as error:  # what h5py raises for damaged files, headers and B-trees
+        raise DatasetError(f"{path}: cannot read the HDF5 file, it is truncated or corrupt ({error})") from None
     return {name.decode("utf-8") if isinstance(name, bytes) else str(name): row for row, name in enumerate(names)}
 
 

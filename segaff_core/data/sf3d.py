@@ -19,7 +19,7 @@ from segaff_core.data.common import (
     safe_join,
     unit_vector,
 )
-from segaff_core.data.sf3d_format import MOTION_TYPES, decode_record, open_lmdb, read_metadata
+from segaff_core.data.sf3d_format import MOTION_TYPES, decode_record, read_metadata, read_raw
 from segaff_core.geometry import pixel_to_normalised, resample_polyline
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,7 @@ class SF3DDataset(AffordanceDataset):
 
     def _read_record(self, index: int) -> dict[str, Any]:
         key = self.keys[index]
-        with open_lmdb(self.lmdb_path).begin() as txn:
-            data = txn.get(key.encode("utf-8"))
+        data = read_raw(self.lmdb_path, key.encode("utf-8"))
         if data is None:
             raise DatasetError(f"{self.describe(index)} is missing")
         try:

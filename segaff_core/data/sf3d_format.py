@@ -159,6 +159,8 @@ def open_lmdb(path: PathLike) -> lmdb.Environment:
     LMDB allows one environment per file and process, and none inherited over fork: so it is opened
     once per process and shared by every dataset reading ``path``; a forked worker closes its copy of
     the parent's environment (its own mapping and descriptors only) and opens its own.
+    Raises FileNotFoundError when ``path`` is missing and DatasetError naming it when it is no LMDB or
+    a corrupt one.
     """
     name = str(Path(path).resolve())
     pid, env = _ENVIRONMENTS.get(name, (None, None))
@@ -167,9 +169,22 @@ def open_lmdb(path: PathLike) -> lmdb.Environment:
             env.close()
         if not Path(path).exists():
             raise FileNotFoundError(f"SceneFun3D LMDB not found: {path}")
-        env = lmdb.open(name, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+        try:
+            env = lmdb.open(name, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+        except lmdb.Error as error:
+            raise DatasetError(f"{path}: cannot open the LMDB ({error})") from None
         _ENVIRONMENTS[name] = (os.getpid(), env)
     return env
+
+
+def read_raw(path: PathLike, key: bytes) -> Optional[bytes]:
+    """The bytes stored under ``key`` in the LMDB at ``path`` (None when absent); DatasetError naming
+    the file and the key when the database is corrupt (LMDB reports damaged pages as errors)."""
+    try:
+        with open_lmdb(path).begin() as txn:
+            return txn.get(key)
+    except lmdb.Error as error:
+        raise DatasetError(f"{path}: cannot read record {key.decode('utf-8', 'replace')!r} ({error})") from None
 
 
 def opened_in(path: PathLike) -> Optional[int]:
@@ -187,8 +202,7 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
     """The validated metadata of the LMDB at ``path``."""
     if not Path(path).exists():
         raise FileNotFoundError(f"SceneFun3D LMDB not found: {path}")
-    with open_lmdb(path).begin() as txn:
-        data = txn.get(METADATA_KEY)
+    data = read_raw(path, METADATA_KEY)
     if data is None:
         raise DatasetError(f"{path}: no {METADATA_KEY.decode()} record")
     try:

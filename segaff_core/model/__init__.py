@@ -5,14 +5,17 @@ import logging
 
 from segaff_core.config import ModelParams
 from segaff_core.model.backbone import CLIPBackbone, TextFeatures, load_clip_weights, read_clip_state_dict
-from segaff_core.model.segmenter import FREEZABLE_PARTS, SegAffordanceModel
+from segaff_core.model.fusion import fold_batchnorm
+from segaff_core.model.segmenter import FREEZABLE_PARTS, SegAffordanceModel, TextConditioning
 
 __all__ = [
     "CLIPBackbone",
     "FREEZABLE_PARTS",
     "SegAffordanceModel",
+    "TextConditioning",
     "TextFeatures",
     "build_model",
+    "fold_batchnorm",
     "load_clip_weights",
     "read_clip_state_dict",
 ]

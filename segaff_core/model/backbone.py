@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP
 from torch import Tensor, nn
+
+from segaff_core.model.layers import InferenceCache
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +91,25 @@ class CLIPBackbone(nn.Module):
         self.attnpool_residual = nn.Sequential(
             nn.Conv2d(pool_dim, self.embed_dim, 1, bias=False), nn.BatchNorm2d(self.embed_dim)
         )
+        self._pool_positions = InferenceCache()
 
     def clip_state_keys(self) -> set[str]:
         """Keys of this module's state dict that a CLIP checkpoint provides."""
         return {k for k in self.state_dict() if not k.startswith("attnpool_residual.")}
 
     def _pool_positional_embedding(self, height: int, width: int) -> Tensor:
-        """Attention-pool positional embedding (1 + height*width, C), its grid resized bicubically."""
+        """Attention-pool positional embedding (1 + height*width, C), its grid resized bicubically.
+
+        Memoised per size for inference (keyed on the weight's storage and version counter)."""
         pos = self.visual.attnpool.positional_embedding  # (1 + S*S, C)
-        side = round((pos.shape[0] - 1) ** 0.5)
+        return self._pool_positions.get(
+            lambda: (height, width, pos.device, pos.dtype, pos.data_ptr(), pos._version),
+            lambda: self._resize_pool_positions(pos, height, width),
+        )
+
+    @staticmethod
+    def _resize_pool_positions(pos: Tensor, height: int, width: int) -> Tensor:
+        side = math.isqrt(int(pos.shape[0]) - 1)
         if (height, width) == (side, side):
             return pos
         grid = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # (1, C, S, S)

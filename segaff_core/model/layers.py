@@ -2,12 +2,43 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+class InferenceCache:
+    """Tensors that depend only on a spatial size (and fixed weights), memoised for inference.
+
+    The cache is used only while autograd is off (``no_grad`` / ``inference_mode``) and not while
+    ``torch.compile`` or the ONNX exporter traces the model, so a memoised tensor never enters a graph
+    that trains or is exported. Keys that involve weights must include their version counters
+    (``param._version``), which every in-place update (optimizer step, ``load_state_dict``) bumps.
+    """
+
+    def __init__(self, max_entries: int = 8) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, Tensor] = OrderedDict()
+
+    def get(self, key: Callable[[], Hashable], compute: Callable[[], Tensor]) -> Tensor:
+        """``compute()``, memoised under ``key()`` while caching is allowed (``key`` is not called otherwise,
+        so it may read what tracing cannot, such as version counters)."""
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return compute()
+        key = (key(), torch.is_inference_mode_enabled())
+        value = self._entries.get(key)
+        if value is None:
+            value = self._entries[key] = compute()
+            if len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return value
 
 
 def conv_bn_relu(in_dim: int, out_dim: int, kernel_size: int = 1, stride: int = 1) -> nn.Sequential:
@@ -68,8 +99,8 @@ class DepthEncoder(nn.Module):
 class FPN(nn.Module):
     """CRIS's multi-modal FPN: the sentence state gates the top level, then top-down fusion and CoordConv.
 
-    Inputs ``v2 (B, in[0], H/8)``, ``v3 (B, in[1], H/16)``, ``v4 (B, in[2], H/32)`` and
-    ``state (B, state_dim)``; output ``(B, out[1], H/16, W/16)``.
+    Inputs ``v2 (B, in[0], H/8)``, ``v3 (B, in[1], H/16)``, ``v4 (B, in[2], H/32)`` and the text gate
+    ``(B, out[2], 1, 1)`` from :meth:`text_gate`; output ``(B, out[1], H/16, W/16)``.
     """
 
     def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int], state_dim: int) -> None:
@@ -93,9 +124,13 @@ class FPN(nn.Module):
         self.aggr = conv_bn_relu(3 * out3, out3, 1)
         self.coordconv = nn.Sequential(CoordConv(out3, out3, 3), conv_bn_relu(out3, out3, 3))
 
-    def forward(self, features: tuple[Tensor, Tensor, Tensor], state: Tensor) -> Tensor:
+    def text_gate(self, state: Tensor) -> Tensor:
+        """The text side: ``state (B, state_dim)`` -> the gate on the top level ``(B, out[2], 1, 1)``."""
+        return self.txt_proj(state)[:, :, None, None]
+
+    def forward(self, features: tuple[Tensor, Tensor, Tensor], gate: Tensor) -> Tensor:
+        """``features`` (v2, v3, v4) and ``gate`` = :meth:`text_gate` of the sentence state."""
         v2, v3, v4 = features
-        gate = self.txt_proj(state)[:, :, None, None]  # (B, out4, 1, 1)
         f4 = self.norm_layer(self.f1_v_proj(v4) * gate)  # (B, out4, H/32, W/32)
         f4_up = F.interpolate(f4, scale_factor=2, mode="bilinear", align_corners=False)  # (B, out4, H/16)
         f3 = self.f2_cat(torch.cat([self.f2_v_proj(v3), f4_up], dim=1))  # (B, out3, H/16, W/16)
@@ -127,8 +162,35 @@ def sine_position_2d(d_model: int, height: int, width: int, device: torch.device
     return pe.reshape(height * width, d_model)  # row-major, like a flattened (h, w) map
 
 
+@dataclass
+class WordMemory:
+    """The decoder's text side, computed once per instruction (:meth:`TransformerDecoder.text_side`)."""
+
+    keys: tuple[Tensor, ...]  # per layer (B, heads, L, head_dim): cross-attention keys of words + positions
+    values: tuple[Tensor, ...]  # per layer (B, heads, L, head_dim): cross-attention values of the words
+    bias: Tensor  # (B, 1, 1, L) float32 additive attention bias: 0 for words, -inf for padding
+
+
+def in_projections(
+    attention: nn.MultiheadAttention,
+) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]]:
+    """Query, key and value projection weights and biases of ``attention`` (packed or separate layout)."""
+    if attention._qkv_same_embed_dim:
+        w_q, w_k, w_v = attention.in_proj_weight.chunk(3)
+    else:
+        w_q, w_k, w_v = attention.q_proj_weight, attention.k_proj_weight, attention.v_proj_weight
+    if attention.in_proj_bias is None:
+        return (w_q, w_k, w_v), (None, None, None)
+    b_q, b_k, b_v = attention.in_proj_bias.chunk(3)
+    return (w_q, w_k, w_v), (b_q, b_k, b_v)
+
+
 class TransformerDecoderLayer(nn.Module):
-    """CRIS decoder layer (pre-norm): self-attention over pixels, cross-attention to words, FFN."""
+    """CRIS decoder layer (pre-norm): self-attention over pixels, cross-attention to words, FFN.
+
+    The cross-attention's word side (key and value projections) is :meth:`word_keys_values`, computed
+    once per instruction; a frame projects only its queries.
+    """
 
     def __init__(self, d_model: int, word_width: int, num_head: int, dim_ffn: int, dropout: float) -> None:
         super().__init__()
@@ -152,22 +214,43 @@ class TransformerDecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def forward(self, vis: Tensor, words: Tensor, vis_pos: Tensor, word_pos: Tensor, padding_mask: Tensor) -> Tensor:
-        """``vis (B, N, D)``, ``words (B, L, C)``, positions broadcastable, ``padding_mask (B, L)``."""
+    def word_keys_values(self, words: Tensor, word_pos: Tensor) -> tuple[Tensor, Tensor]:
+        """``words (B, L, C)`` and ``word_pos (1, L, C)`` -> cross-attention keys and values ``(B, heads, L, d)``."""
+        (_, w_k, w_v), (_, b_k, b_v) = in_projections(self.cross_attn)
+        heads = self.cross_attn.num_heads
+        keys = F.linear(words + word_pos, w_k, b_k).unflatten(-1, (heads, -1)).transpose(1, 2)
+        values = F.linear(words, w_v, b_v).unflatten(-1, (heads, -1)).transpose(1, 2)
+        return keys, values
+
+    def _cross_attention(self, x: Tensor, keys: Tensor, values: Tensor, word_bias: Tensor) -> Tensor:
+        """``nn.MultiheadAttention`` with pre-projected keys and values: ``x (B, N, D)`` queries -> ``(B, N, D)``."""
+        attention = self.cross_attn
+        (w_q, _, _), (b_q, _, _) = in_projections(attention)
+        query = F.linear(x, w_q, b_q).unflatten(-1, (attention.num_heads, -1)).transpose(1, 2)  # (B, h, N, d)
+        out = F.scaled_dot_product_attention(
+            query, keys, values, attn_mask=word_bias.to(query.dtype),
+            dropout_p=attention.dropout if self.training else 0.0,
+        )  # (B, h, N, d)
+        return attention.out_proj(out.transpose(1, 2).flatten(2))  # (B, N, D)
+
+    def forward(self, vis: Tensor, vis_pos: Tensor, keys: Tensor, values: Tensor, word_bias: Tensor) -> Tensor:
+        """``vis (B, N, D)``, ``vis_pos (1, N, D)``, this layer's ``keys``/``values`` and the ``word_bias``
+        of :class:`WordMemory`."""
         x = self.norm1(vis)
         q = k = x + vis_pos
         x = self.self_attn(q, k, value=x, need_weights=False)[0]  # (B, N, D)
         vis = vis + self.dropout1(self.self_attn_norm(x))
-        x = self.norm2(vis)
-        x = self.cross_attn(
-            query=x + vis_pos, key=words + word_pos, value=words, key_padding_mask=padding_mask, need_weights=False
-        )[0]  # (B, N, D)
+        x = self._cross_attention(self.norm2(vis) + vis_pos, keys, values, word_bias)  # (B, N, D)
         vis = vis + self.dropout2(self.cross_attn_norm(x))
         return vis + self.dropout3(self.ffn(self.norm3(vis)))
 
 
 class TransformerDecoder(nn.Module):
-    """Stack of :class:`TransformerDecoderLayer` with sine positions: ``(B, D, h, w)`` -> ``(B, D, h, w)``."""
+    """Stack of :class:`TransformerDecoderLayer` with sine positions: ``(B, D, h, w)`` -> ``(B, D, h, w)``.
+
+    The word side of every layer is :meth:`text_side` (once per instruction); the pixel positions are
+    memoised per feature size for inference.
+    """
 
     def __init__(
         self, num_layers: int, d_model: int, word_width: int, num_head: int, dim_ffn: int, dropout: float
@@ -177,21 +260,42 @@ class TransformerDecoder(nn.Module):
             TransformerDecoderLayer(d_model, word_width, num_head, dim_ffn, dropout) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
+        self._positions = InferenceCache()
 
-    def forward(self, vis: Tensor, words: Tensor, padding_mask: Tensor) -> Tensor:
-        batch, channels, height, width = vis.shape
-        vis_pos = sine_position_2d(channels, height, width, vis.device, vis.dtype)[None]  # (1, h*w, D)
+    def text_side(self, words: Tensor, padding_mask: Tensor) -> WordMemory:
+        """``words (B, L, C)`` and ``padding_mask (B, L)`` (True = padding) -> :class:`WordMemory`."""
         word_pos = sine_position_1d(words.shape[-1], words.shape[1], words.device, words.dtype)[None]  # (1, L, C)
+        keys, values = zip(*(layer.word_keys_values(words, word_pos) for layer in self.layers))
+        bias = torch.zeros(padding_mask.shape, device=words.device).masked_fill(padding_mask, float("-inf"))
+        return WordMemory(keys=tuple(keys), values=tuple(values), bias=bias[:, None, None, :])
+
+    def forward(self, vis: Tensor, words: WordMemory) -> Tensor:
+        batch, channels, height, width = vis.shape
+        vis_pos = self._positions.get(
+            lambda: (channels, height, width, vis.device, vis.dtype),
+            lambda: sine_position_2d(channels, height, width, vis.device, vis.dtype)[None],
+        )  # (1, h*w, D)
         x = vis.flatten(2).transpose(1, 2)  # (B, h*w, D)
-        for layer in self.layers:
-            x = layer(x, words, vis_pos, word_pos, padding_mask)  # (B, h*w, D)
+        for layer, keys, values in zip(self.layers, words.keys, words.values):
+            x = layer(x, vis_pos, keys, values, words.bias)  # (B, h*w, D)
         return self.norm(x).transpose(1, 2).reshape(batch, channels, height, width)  # (B, D, h, w)
+
+
+@dataclass
+class DynamicKernels:
+    """The projector's text side, computed once per instruction (:meth:`Projector.text_kernels`)."""
+
+    weight: Tensor  # (B*M, C, k, k) dynamic kernels with the projector's last 1x1 convolution folded in
+    bias: Tensor  # (B*M,) dynamic biases
+    border: Tensor  # (B*M, 1, k, k) that 1x1 convolution's bias seen through the kernels
 
 
 class Projector(nn.Module):
     """The seed's Projector_Mult: upsample x4, then dynamic 3x3 kernels from the sentence state give maps.
 
-    ``x (B, 2*in_dim, H/16, W/16)``, ``state (B, state_dim)`` -> ``(B, num_maps, H/4, W/4)``.
+    ``x (B, 2*in_dim, H/16, W/16)`` and :class:`DynamicKernels` -> ``(B, num_maps, H/4, W/4)``.
+    The last 1x1 convolution of ``vis`` is linear, so :meth:`text_kernels` folds it into the dynamic
+    kernels (with a border term for the zero padding): the same maps without that convolution per frame.
     """
 
     def __init__(self, state_dim: int, in_dim: int, kernel_size: int = 3, num_maps: int = 2) -> None:
@@ -208,16 +312,26 @@ class Projector(nn.Module):
         )
         self.txt = nn.Linear(state_dim, num_maps * (in_dim * kernel_size * kernel_size + 1))
 
-    def forward(self, x: Tensor, state: Tensor) -> Tensor:
-        x = self.vis(x)  # (B, C, H/4, W/4)
+    def text_kernels(self, state: Tensor) -> DynamicKernels:
+        """``state (B, state_dim)`` -> :class:`DynamicKernels`."""
+        rows = state.shape[0] * self.num_maps
+        params = self.txt(state).reshape(rows, -1)  # (B*M, C*k*k + 1)
+        kernels = params[:, :-1].reshape(rows, self.in_dim, self.kernel_size, self.kernel_size)  # (B*M, C, k, k)
+        last = self.vis[-1]  # 1x1 conv: y = W x + b
+        weight = torch.einsum("mcij,cd->mdij", kernels, last.weight[:, :, 0, 0])  # kernel o W
+        border = torch.einsum("mcij,c->mij", kernels, last.bias)[:, None]  # (B*M, 1, k, k): kernel o b
+        return DynamicKernels(weight=weight, bias=params[:, -1], border=border)
+
+    def forward(self, x: Tensor, kernels: DynamicKernels) -> Tensor:
+        x = self.vis[:-1](x)  # (B, C, H/4, W/4), before the 1x1 conv folded into the kernels
         batch, channels, height, width = x.shape
-        params = self.txt(state).reshape(batch * self.num_maps, -1)  # (B*M, C*k*k + 1)
-        weight = params[:, :-1].reshape(batch * self.num_maps, channels, self.kernel_size, self.kernel_size)
-        bias = params[:, -1]  # (B*M,)
+        padding = self.kernel_size // 2
         # One group per sample: (1, B*C, h, w) * (B*M, C, k, k) -> (1, B*M, h, w)
         out = F.conv2d(
-            x.reshape(1, batch * channels, height, width), weight, bias, padding=self.kernel_size // 2, groups=batch
+            x.reshape(1, batch * channels, height, width), kernels.weight, kernels.bias, padding=padding, groups=batch
         )
+        # The 1x1 conv's bias reaches an output only through the taps that fall inside the image.
+        out = out + F.conv2d(x.new_ones(1, 1, height, width), kernels.border, padding=padding)
         return out.reshape(batch, self.num_maps, height, width)
 
 

@@ -1,7 +1,7 @@
 """SegAffordanceModel: CLIP backbone + depth encoder + multi-modal FPN + decoder + mask/point/motion heads."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -14,11 +14,13 @@ from segaff_core.model.backbone import CLIPBackbone, TextFeatures
 from segaff_core.model.layers import (
     FPN,
     DepthEncoder,
+    DynamicKernels,
     MotionMLP,
     MotionVAE,
     Projector,
     TrajectoryMLP,
     TransformerDecoder,
+    WordMemory,
     soft_argmax,
 )
 
@@ -29,6 +31,45 @@ def masked_average(features: Tensor, mask: Tensor) -> Tensor:
     """Average of ``features (B, C, h, w)`` weighted by ``mask (B, 1, H, W)`` in [0, 1] (area-resized) -> ``(B, C)``."""
     weights = F.adaptive_avg_pool2d(mask.to(features.dtype), features.shape[-2:])  # (B, 1, h, w)
     return (features * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp_min(1e-6)
+
+
+@dataclass
+class TextConditioning:
+    """Everything the per-frame path reads from the instruction, computed once by
+    :meth:`SegAffordanceModel.prepare_text` and reusable for every frame of any size."""
+
+    state: Tensor  # (B, word_dim) sentence state (enters the motion condition)
+    gate: Tensor  # (B, fpn_out[2], 1, 1) the FPN's text gate
+    words: WordMemory  # the decoder's cross-attention keys and values
+    kernels: DynamicKernels  # the projector's dynamic kernels
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        """The tensors in the order of :meth:`tensor_names` (for graph export)."""
+        return (
+            self.state, self.gate, self.words.bias, self.kernels.weight, self.kernels.bias, self.kernels.border,
+            *self.words.keys, *self.words.values,
+        )
+
+    @staticmethod
+    def tensor_names(num_layers: int) -> list[str]:
+        """Names of :meth:`tensors` for a decoder of ``num_layers`` layers."""
+        return [
+            "text_state", "text_gate", "word_bias", "kernel_weight", "kernel_bias", "kernel_border",
+            *(f"word_keys_{index}" for index in range(num_layers)),
+            *(f"word_values_{index}" for index in range(num_layers)),
+        ]
+
+    @classmethod
+    def from_tensors(cls, tensors: Sequence[Tensor]) -> "TextConditioning":
+        """Inverse of :meth:`tensors`."""
+        state, gate, bias, weight, kernel_bias, border, *memory = tensors
+        layers = len(memory) // 2
+        return cls(
+            state=state,
+            gate=gate,
+            words=WordMemory(keys=tuple(memory[:layers]), values=tuple(memory[layers:]), bias=bias),
+            kernels=DynamicKernels(weight=weight, bias=kernel_bias, border=border),
+        )
 
 
 @dataclass
@@ -100,6 +141,23 @@ class SegAffordanceModel(nn.Module):
         """``text (B, L)`` long tokens -> :class:`TextFeatures` (cacheable per instruction)."""
         return self.backbone.encode_text(text)
 
+    def prepare_text(self, text_features: TextFeatures, trim_padding: bool = False) -> TextConditioning:
+        """The text-only part of the network (FPN gate, decoder keys/values, projector kernels) on
+        :meth:`encode_text` output. ``trim_padding`` drops the padding after the longest instruction of
+        the batch (the attention masks it anyway; one host sync, so meant for per-instruction caching)."""
+        words, padding_mask = text_features.words, text_features.padding_mask  # (B, L, C), (B, L)
+        if trim_padding:
+            used = (~padding_mask).any(dim=0).nonzero()
+            length = int(used.max()) + 1 if len(used) else 1
+            words, padding_mask = words[:, :length], padding_mask[:, :length]
+        state = text_features.state  # (B, word_dim)
+        return TextConditioning(
+            state=state,
+            gate=self.neck.text_gate(state),
+            words=self.decoder.text_side(words, padding_mask),
+            kernels=self.projector.text_kernels(state),
+        )
+
     def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``image (B,3,H,W)`` (H, W multiples of 32) -> CLIP features ``v2 (B,C2,H/8,W/8)``,
         ``v3 (B,C3,H/16,W/16)``, ``v4 (B,C4,H/32,W/32)``."""
@@ -108,22 +166,25 @@ class SegAffordanceModel(nn.Module):
             raise ValueError(f"image height and width must be multiples of 32, got {height}x{width}")
         return self.backbone.encode_image(image)
 
+    def _conditioning(self, text: Union[TextFeatures, TextConditioning]) -> TextConditioning:
+        return text if isinstance(text, TextConditioning) else self.prepare_text(text)
+
     def _shared(
         self,
         image_features: tuple[Tensor, Tensor, Tensor],
         depth: Tensor,
-        text_features: TextFeatures,
+        text: TextConditioning,
         gt_mask: Optional[Tensor],
     ) -> _SharedFeatures:
         v2, v3, v4 = image_features  # (B,C2,H/8,W/8), (B,C3,H/16,W/16), (B,C4,H/32,W/32)
-        state = text_features.state  # (B, word_dim)
+        state = text.state  # (B, word_dim)
         if self.depth_encoder is not None:
             depth_8, depth_16 = self.depth_encoder(depth)  # (B,d0,H/8,W/8), (B,d1,H/16,W/16)
             v2 = torch.cat([v2, depth_8], dim=1)  # (B, C2+d0, H/8, W/8)
             v3 = torch.cat([v3, depth_16], dim=1)  # (B, C3+d1, H/16, W/16)
-        fused = self.neck((v2, v3, v4), state)  # (B, vis_dim, H/16, W/16)
-        fused = self.decoder(fused, text_features.words, text_features.padding_mask)  # (B, vis_dim, H/16, W/16)
-        maps = self.projector(fused, state)  # (B, 2, H/4, W/4)
+        fused = self.neck((v2, v3, v4), text.gate)  # (B, vis_dim, H/16, W/16)
+        fused = self.decoder(fused, text.words)  # (B, vis_dim, H/16, W/16)
+        maps = self.projector(fused, text.kernels)  # (B, 2, H/4, W/4)
         mask_logits, point_logits = maps[:, :1], maps[:, 1:]  # (B, 1, H/4, W/4) each
         point_xy = soft_argmax(point_logits)  # (B, 2) in [0, 1]
         # Motion condition; predictions enter detached so motion losses do not reshape the mask/point maps.
@@ -138,12 +199,13 @@ class SegAffordanceModel(nn.Module):
         self,
         image_features: tuple[Tensor, Tensor, Tensor],
         depth: Tensor,
-        text_features: TextFeatures,
+        text_features: Union[TextFeatures, TextConditioning],
         targets: Optional[Mapping[str, Tensor]] = None,
     ) -> dict[str, Tensor]:
-        """Depth encoder, neck, decoder and heads on :meth:`encode_image` and :meth:`encode_text` outputs."""
+        """Depth encoder, neck, decoder and heads on :meth:`encode_image` output and the text as
+        :meth:`encode_text` or :meth:`prepare_text` output (the latter skips all text-only work)."""
         targets = targets or {}
-        shared = self._shared(image_features, depth, text_features, targets.get("mask"))
+        shared = self._shared(image_features, depth, self._conditioning(text_features), targets.get("mask"))
         motion = self.motion_head(shared.condition, targets.get("axis"), targets.get("motion_type"))
         trajectory = self.trajectory_head(
             shared.condition, motion["axis"], motion["motion_type_logits"], motion["origin_offset"]
@@ -154,10 +216,11 @@ class SegAffordanceModel(nn.Module):
         self,
         image: Tensor,
         depth: Tensor,
-        text_features: TextFeatures,
+        text_features: Union[TextFeatures, TextConditioning],
         targets: Optional[Mapping[str, Tensor]] = None,
     ) -> dict[str, Tensor]:
-        """Forward with pre-computed text features; see :meth:`forward` for inputs and outputs."""
+        """Forward with pre-computed text (:meth:`encode_text` or :meth:`prepare_text` output); see
+        :meth:`forward` for inputs and outputs."""
         return self.forward_from_features(self.encode_image(image), depth, text_features, targets)
 
     def forward(
@@ -177,7 +240,7 @@ class SegAffordanceModel(nn.Module):
         self,
         image: Tensor,
         depth: Tensor,
-        text: Union[Tensor, TextFeatures],
+        text: Union[Tensor, TextFeatures, TextConditioning],
         num_samples: int = 16,
         generator: Optional[torch.Generator] = None,
     ) -> dict[str, Tensor]:
@@ -189,8 +252,8 @@ class SegAffordanceModel(nn.Module):
         """
         if not isinstance(self.motion_head, MotionVAE):
             raise RuntimeError("sample_motion needs the CVAE motion head (ModelParams.use_cvae=True)")
-        text_features = text if isinstance(text, TextFeatures) else self.encode_text(text)
-        shared = self._shared(self.encode_image(image), depth, text_features, None)
+        text_features = self.encode_text(text) if isinstance(text, Tensor) else text
+        shared = self._shared(self.encode_image(image), depth, self._conditioning(text_features), None)
         samples = self.motion_head.sample(shared.condition, num_samples, generator)  # each (K, B, ...)
         condition = shared.condition.expand(num_samples, -1, -1)  # (K, B, cond_dim)
         trajectories = self.trajectory_head(

@@ -2,11 +2,15 @@
 motions, trajectories and unambiguous instructions, written in the OPD or SceneFun3D formats.
 
 Modules: ``mesh`` (boxes and prisms), ``materials`` (textures), ``layout`` (parts and furniture),
-``furniture`` and ``scene`` (procedural construction), ``camera``, ``render``, ``articulation``
-(motions and trajectories), ``language`` (descriptions), ``sample`` (annotated views), ``masks``,
-``opd_writer``, ``sf3d_writer`` and ``generate``.
+``furniture`` and ``scene`` (procedural construction), ``camera`` (viewpoints, and a smooth ``Orbit`` for
+a live camera), ``render``, ``articulation`` (motions and trajectories), ``language`` (descriptions),
+``sample`` (annotated views), ``masks``, ``opd_writer``, ``sf3d_writer`` and ``generate``.
 """
+from segaff_core.synth.camera import Camera, Orbit, orbit_camera
 from segaff_core.synth.generate import GenerationSummary, generate_dataset
-from segaff_core.synth.sample import PartAnnotation, SceneSample, render_scene
+from segaff_core.synth.sample import PartAnnotation, SceneSample, SceneViews, find_scene, render_scene, scene_views
 
-__all__ = ["GenerationSummary", "PartAnnotation", "SceneSample", "generate_dataset", "render_scene"]
+__all__ = [
+    "Camera", "GenerationSummary", "Orbit", "PartAnnotation", "SceneSample", "SceneViews", "find_scene",
+    "generate_dataset", "orbit_camera", "render_scene", "scene_views",
+]

@@ -1,8 +1,13 @@
 """Pinhole cameras like those of the OPD data: fx 190-300 px at 256 px wide, about 1-3 m from the object,
-looking at the furniture from slightly above with a varied yaw. Optical frame: x right, y down, z forward."""
+looking at the furniture from slightly above with a varied yaw. Optical frame: x right, y down, z forward.
+
+:func:`orbit_camera` and :class:`Orbit` move a camera smoothly about a point of the scene (a slow sway
+for a live synthetic camera); :func:`sample_camera` draws the viewpoints of the data sets.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -61,6 +66,56 @@ def look_at(position: np.ndarray, target: np.ndarray, roll_rad: float) -> np.nda
     return out
 
 
+def _axis_rotation(axis: np.ndarray, angle_rad: float) -> np.ndarray:
+    """Rotation matrix (3, 3) of ``angle_rad`` about the unit vector ``axis`` (right-handed, Rodrigues)."""
+    x, y, z = axis
+    cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + np.sin(angle_rad) * cross + (1.0 - np.cos(angle_rad)) * cross @ cross
+
+
+def orbit_camera(camera: Camera, pivot: np.ndarray, yaw_rad: float, pitch_rad: float) -> Camera:
+    """``camera`` carried rigidly about the world point ``pivot``, as if it were mounted on a ball joint there.
+
+    First ``pitch_rad`` about the horizontal line through the pivot that is perpendicular to the line of sight
+    (positive: the camera rises and looks down more), then ``yaw_rad`` about the vertical through the pivot
+    (positive: counter-clockwise seen from above). The orientation turns with the position, so the pivot keeps
+    its pixel and its depth, and zero angles give ``camera`` back. K and the image size are unchanged.
+    """
+    pivot = np.asarray(pivot, dtype=np.float64)
+    sight = pivot - camera.position
+    across = np.cross(_UP, sight)
+    norm = np.linalg.norm(across)
+    if norm < 1e-9:
+        raise ValueError("orbit_camera: the line of sight is vertical, the pitch axis is undefined")
+    turn = _axis_rotation(_UP, yaw_rad) @ _axis_rotation(across / norm, pitch_rad)  # world -> world, about pivot
+    # The moved camera sees turn(X) where the original saw X: world_to_camera' = world_to_camera o turn^-1.
+    rotation = camera.rotation @ turn.T
+    out = np.eye(4)
+    out[:3, :3] = rotation
+    out[:3, 3] = camera.rotation @ (pivot - turn.T @ pivot) + camera.world_to_camera[:3, 3]
+    return Camera(camera.K, out, camera.height, camera.width)
+
+
+@dataclass(frozen=True)
+class Orbit:
+    """A slow periodic sway of ``base`` about ``pivot`` (world), for a camera that moves without jumps.
+
+    At phase ``p`` (periodic with period 1) the camera is ``base`` yawed by ``amplitude_rad * sin(2 pi p)`` and
+    pitched by ``amplitude_rad / 2 * sin(4 pi p)`` about the pivot: a figure of eight centred on ``base``
+    (phase 0 is ``base`` itself), whose angles change by at most ``2 pi * amplitude_rad`` per unit of phase.
+    """
+
+    base: Camera
+    pivot: np.ndarray
+    amplitude_rad: float
+
+    def camera(self, phase: float) -> Camera:
+        """The camera at ``phase`` (any float; only its fractional part matters)."""
+        angle = 2.0 * np.pi * (phase % 1.0)
+        return orbit_camera(self.base, self.pivot, self.amplitude_rad * np.sin(angle),
+                            0.5 * self.amplitude_rad * np.sin(2.0 * angle))
+
+
 def sample_intrinsics(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """K with fx = fy drawn from 190-300 px per 256 px of width and a principal point near the centre."""
     focal = rng.uniform(190.0, 300.0) * width / 256.0
@@ -69,12 +124,18 @@ def sample_intrinsics(rng: np.random.Generator, height: int, width: int) -> np.n
     return np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
 
 
-def sample_camera(rng: np.random.Generator, layout: SceneLayout, height: int, width: int) -> Camera:
-    """A viewpoint 0.9-2.6 m from a random part's handle, 5-35 degrees above it, yaw within +-50 degrees."""
+def sample_camera(rng: np.random.Generator, layout: SceneLayout, height: int, width: int,
+                  part_index: Optional[int] = None) -> Camera:
+    """A viewpoint 0.9-2.6 m from a part's handle, 5-35 degrees above it, yaw within +-50 degrees.
+
+    The part is drawn at random and the camera looks near it, or the part is ``layout.parts[part_index]``
+    and the camera looks at its handle (the image centre).
+    """
     K = sample_intrinsics(rng, height, width)
     margin = 0.25
     for _ in range(50):
-        part = layout.parts[int(rng.integers(len(layout.parts)))]
+        index = int(rng.integers(len(layout.parts))) if part_index is None else part_index
+        part = layout.parts[index]
         target = part.handle + rng.normal(0.0, [0.2, 0.0, 0.15])
         distance = rng.uniform(0.9, 2.6)
         yaw, elevation = np.radians(rng.uniform(-50, 50)), np.radians(rng.uniform(5, 35))
@@ -85,6 +146,6 @@ def sample_camera(rng: np.random.Generator, layout: SceneLayout, height: int, wi
             and 0.4 < position[2] < layout.room_hi[2] - margin
         )
         if inside:
-            look = target + rng.normal(0.0, [0.25, 0.0, 0.2])
+            look = target + rng.normal(0.0, [0.25, 0.0, 0.2]) if part_index is None else part.handle
             return Camera(K, look_at(position, look, np.radians(rng.normal(0.0, 2.0))), height, width)
     raise RuntimeError("no camera position inside the room after 50 draws")

@@ -9,8 +9,9 @@ unambiguous within the whole scene, whichever parts a camera happens to see.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 
@@ -190,6 +191,26 @@ def referring_expressions(layout: SceneLayout) -> list[list[str]]:
                 phrases += [_phrase(m, noun, scope) for m in refs.modifiers(i, group, one_piece=bool(scope))]
         out.append(list(dict.fromkeys(phrases)))
     return out
+
+
+def _words(text: str) -> str:
+    """``text`` lower-cased, with every run of characters other than letters, digits and hyphens one space."""
+    return " ".join(re.split(r"[^a-z0-9-]+", text.lower())).strip()
+
+
+def named_part(expressions: list[list[str]], instruction: str) -> Optional[int]:
+    """The part that ``instruction`` names: the one with the longest referring expression (of
+    :func:`referring_expressions`) that the instruction contains as whole words, case and punctuation
+    ignored ("Open the top drawer." names the part called "the top drawer"); None when it names none."""
+    text = f" {_words(instruction)} "
+    best: Optional[int] = None
+    best_length = 0
+    for index, phrases in enumerate(expressions):
+        for phrase in phrases:
+            words = _words(phrase)
+            if len(words) > best_length and f" {words} " in text:
+                best, best_length = index, len(words)
+    return best
 
 
 def _verbs(part: Part) -> tuple[str, ...]:

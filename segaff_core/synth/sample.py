@@ -1,14 +1,16 @@
 """Rendered views of a scene with per-part annotations in the camera frame (the writers' input)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from segaff_core.geometry import project
 from segaff_core.synth.articulation import camera_motion
 from segaff_core.synth.camera import Camera, sample_camera
-from segaff_core.synth.language import describe_parts
+from segaff_core.synth.language import describe_parts, named_part, referring_expressions
 from segaff_core.synth.layout import SceneLayout
 from segaff_core.synth.render import Lighting, Renderer
 from segaff_core.synth.scene import build_scene
@@ -44,8 +46,8 @@ class PartAnnotation:
 @dataclass
 class SceneSample:
     """One rendered view: ``rgb (H, W, 3) uint8``, ``depth_m (H, W) float32`` (0 = no surface),
-    ``K (3, 3)``, ``world_to_camera (4, 4)`` (world: z up), the visible parts, and the size of the
-    scene's furniture (bounding-box diagonal, metres)."""
+    ``K (3, 3)``, ``world_to_camera (4, 4)`` (world: z up), the visible parts, the size of the
+    scene's furniture (bounding-box diagonal, metres) and the lighting it was rendered with."""
 
     rgb: np.ndarray
     depth_m: np.ndarray
@@ -53,6 +55,12 @@ class SceneSample:
     world_to_camera: np.ndarray
     parts: list[PartAnnotation]
     diameter_m: float
+    lighting: Lighting
+
+    @property
+    def camera(self) -> Camera:
+        """The camera of this view (render it again, or move it with :class:`~segaff_core.synth.camera.Orbit`)."""
+        return Camera(self.K, self.world_to_camera, *self.depth_m.shape)
 
 
 class SceneViews:
@@ -61,21 +69,30 @@ class SceneViews:
     def __init__(self, layout: SceneLayout, rng: np.random.Generator, threads: int = 0) -> None:
         self.layout = layout
         self.descriptions = describe_parts(layout, rng)
+        self._expressions = referring_expressions(layout)
         self._renderer = Renderer(layout, threads)
         self.diameter_m = float(np.linalg.norm(layout.furniture_hi - layout.furniture_lo))
 
-    def view(self, rng: np.random.Generator, image_size: tuple[int, int]) -> SceneSample:
-        """A view with at least one visible, described part (RuntimeError after many failed cameras)."""
+    def part_named(self, instruction: str) -> Optional[int]:
+        """Index of the part that ``instruction`` names (see :func:`~segaff_core.synth.language.named_part`)."""
+        return named_part(self._expressions, instruction)
+
+    def view(self, rng: np.random.Generator, image_size: tuple[int, int], part_id: Optional[int] = None) -> SceneSample:
+        """A view with at least one visible, described part; with ``part_id``, one aimed at that part and in
+        which it is visible (its handle unoccluded). RuntimeError after many failed cameras."""
         height, width = image_size
         for _ in range(MAX_VIEW_ATTEMPTS):
-            camera = sample_camera(rng, self.layout, height, width)
+            camera = sample_camera(rng, self.layout, height, width, part_id)
             lighting = Lighting.sample(rng)
-            sample = self._render(camera, lighting)
-            if sample.parts:
+            sample = self.render(camera, lighting)
+            visible = {part.part_id for part in sample.parts}
+            if (part_id in visible) if part_id is not None else visible:
                 return sample
-        raise RuntimeError(f"no camera among {MAX_VIEW_ATTEMPTS} sees a part of this scene")
+        wanted = "a part" if part_id is None else f"part {self.layout.parts[part_id].name}"
+        raise RuntimeError(f"no camera among {MAX_VIEW_ATTEMPTS} sees {wanted} of this scene")
 
-    def _render(self, camera: Camera, lighting: Lighting) -> SceneSample:
+    def render(self, camera: Camera, lighting: Lighting) -> SceneSample:
+        """The view from ``camera`` under ``lighting``, annotated with the parts visible in it (maybe none)."""
         image = self._renderer.render(camera, lighting)
         labels, depth = image.part_ids, image.depth_m
         present, counts = np.unique(labels[labels >= 0], return_counts=True)
@@ -114,13 +131,31 @@ class SceneViews:
                 )
             )
         return SceneSample(image.rgb, depth, camera.K.copy(), camera.world_to_camera.copy(), annotations,
-                           self.diameter_m)
+                           self.diameter_m, lighting)
 
 
 def scene_views(seed: int, threads: int = 0) -> tuple[SceneViews, np.random.Generator]:
     """The scene of ``seed`` and the generator that then draws its views."""
     rng = np.random.default_rng(seed)
     return SceneViews(build_scene(rng), rng, threads), rng
+
+
+def find_scene(instruction: str, seeds: Iterable[int], min_siblings: int = 0) -> Optional[tuple[int, int]]:
+    """The first of ``seeds`` whose scene (the one :func:`scene_views` builds) has a part that ``instruction``
+    names with at least ``min_siblings`` other parts of its category on the same piece of furniture (so that
+    the instruction has to tell them apart), and that part's index; None when no scene among them has one.
+    Only layouts are built (no rendering: a few milliseconds per seed)."""
+    for seed in seeds:
+        layout = build_scene(np.random.default_rng(seed))
+        index = named_part(referring_expressions(layout), instruction)
+        if index is None:
+            continue
+        part = layout.parts[index]
+        siblings = sum(other.furniture == part.furniture and other.category == part.category
+                       for other in layout.parts if other is not part)
+        if siblings >= min_siblings:
+            return seed, index
+    return None
 
 
 def render_scene(seed: int, image_size: tuple[int, int] = (256, 256)) -> SceneSample:

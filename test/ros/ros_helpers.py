@@ -1,53 +1,27 @@
 """Helpers of the ROS tests: an isolated DDS domain, the node as a process, a probe node, test frames.
 
 Everything runs over real DDS: the perception node is a separate process started like a user starts it
-(``python -m segaff_ros.perception_node --ros-args ...``) and the probe is an rclpy node in the test
-process, spun by its own executor thread. Waiting is always on a condition with a deadline.
+(``python -m segaff_ros.perception_node --ros-args ...``, through :mod:`segaff_ros.processes`) and the probe
+is an rclpy node in the test process, spun by its own executor thread. Waiting is always on a condition with a deadline.
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
+
+from segaff_ros import processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE = "/segaff_perception"
 #: The perception node's publications (under its name), INTERFACE.md's table.
 OUTPUT_TOPICS = ("mask", "interaction_pose", "axis_marker", "trajectory", "markers", "result", "debug_image")
 DIAGNOSTIC_NAME = "segaff_perception: affordance perception"
-
-_domain_lock: Optional[IO[str]] = None
-
-
-def claim_ros_domain_id() -> int:
-    """A ROS_DOMAIN_ID in 1..101 that no other process on this machine holds, kept for this process's life.
-
-    Starts from a value derived from the pid and takes the first id whose lock file can be locked, so two
-    test runs (or two developers) on one machine never share DDS traffic.
-    """
-    global _domain_lock
-    start = os.getpid() % 101
-    for offset in range(101):
-        domain_id = 1 + (start + offset) % 101
-        handle = open(Path(tempfile.gettempdir()) / f"segaff_ros_domain_{domain_id}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        _domain_lock = handle
-        return domain_id
-    raise RuntimeError("all ROS domain ids 1..101 are locked by other processes")
 
 
 def isolate_ros_environment() -> int:
@@ -56,7 +30,7 @@ def isolate_ros_environment() -> int:
     Must run before ``rclpy.init``; returns the domain id.
     """
     if "SEGAFF_TEST_ROS_DOMAIN_ID" not in os.environ:
-        os.environ["SEGAFF_TEST_ROS_DOMAIN_ID"] = str(claim_ros_domain_id())
+        os.environ["SEGAFF_TEST_ROS_DOMAIN_ID"] = str(processes.claim_ros_domain_id())
     os.environ["ROS_DOMAIN_ID"] = os.environ["SEGAFF_TEST_ROS_DOMAIN_ID"]
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_LOCALHOST_ONLY", None)
@@ -88,45 +62,11 @@ def wait_until(
         time.sleep(every_s)
 
 
-class NodeProcess:
-    """A ROS node started as its own process (``python -m MODULE --ros-args ...``), log in a file."""
+class NodeProcess(processes.NodeProcess):
+    """A node process of the tests: one torch thread (the machine is shared), the perception node by default."""
 
     def __init__(self, log_path: Path, ros_args: list[str], module: str = "segaff_ros.perception_node") -> None:
-        self.log_path = log_path
-        env = dict(os.environ)
-        env.update(PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0", OMP_NUM_THREADS="1")
-        self._log_file = open(log_path, "wb")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", module, "--ros-args", *ros_args],
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO_ROOT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def wait_exit(self, timeout_s: float) -> Optional[int]:
-        """The exit code once the process ended by itself, None when it still runs after ``timeout_s``."""
-        try:
-            return self.popen.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout_s: float = 30.0) -> int:
-        """Ctrl-C (one SIGINT) and wait; killed when it does not end in ``timeout_s``. Returns the exit code."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGINT)
-        code = self.wait_exit(timeout_s)
-        if code is None:
-            self.popen.kill()
-            code = self.popen.wait()
-        self._log_file.close()
-        return code
+        super().__init__(log_path, ros_args, module, env={"OMP_NUM_THREADS": "1"}, cwd=REPO_ROOT)
 
 
 # ---- test frames ------------------------------------------------------------------------------------

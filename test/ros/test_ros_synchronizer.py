@@ -81,6 +81,27 @@ def test_queue_keeps_the_newest_items_only() -> None:
     assert out.sets == [("rgb8", "depth8")]
 
 
+def test_a_queue_full_of_later_stamps_does_not_make_the_synchronizer_deaf() -> None:
+    """A clock that jumped back (a restarted driver, a looping bag): the leftovers of the old time base
+    fill the queue, yet every new frame comes out."""
+    sync, out = make(queue_size=3, slop_s=0.0)
+    for i in range(3):
+        sync.add(0, (1000 + i) * MS, f"rgb-old{i}")  # their depth and camera_info were lost
+    for i in range(4):
+        for index, name in enumerate(("rgb", "depth", "info")):
+            sync.add(index, i * MS, f"{name}{i}")
+    assert [items[0] for items in out.sets] == ["rgb0", "rgb1", "rgb2", "rgb3"]
+
+
+def test_an_item_older_than_a_full_queue_is_matched_not_a_key_error() -> None:
+    sync, out = make(queue_size=1, slop_s=0.0)
+    sync.add(0, 50 * MS, "rgb-later")
+    sync.add(1, 10 * MS, "depth")
+    sync.add(2, 10 * MS, "info")
+    sync.add(0, 10 * MS, "rgb")  # evicted on arrival by stamp, then popped: KeyError in the subscription
+    assert out.sets == [("rgb", "depth", "info")]
+
+
 def test_older_items_are_discarded_after_a_match_so_sets_come_out_in_order() -> None:
     sync, out = make(num_inputs=2, slop_s=0.0)
     sync.add(0, 1 * MS, "rgb1")

@@ -56,13 +56,14 @@ class CameraListener:
         self._thread.join(timeout=10.0)
 
 
-@pytest.mark.parametrize("depth_encoding", ["16UC1", "32FC1"])
-def test_synthetic_camera_publishes_synchronized_rgbd(tmp_path: Path, depth_encoding: str) -> None:
+@pytest.mark.parametrize(("depth_encoding", "target"), [("16UC1", ""), ("32FC1", "open the top drawer")])
+def test_synthetic_camera_publishes_synchronized_rgbd(tmp_path: Path, depth_encoding: str, target: str) -> None:
     listener = CameraListener()
+    scene = ["-p", "seed:=-1", "-p", f"target_instruction:={target}"] if target else []
     camera = NodeProcess(
         tmp_path / "camera.log",
         ["-p", "width:=160", "-p", "height:=120", "-p", "rate_hz:=10.0", "-p", f"depth_encoding:={depth_encoding}",
-         "-p", "num_views:=3", "-p", "view_hold_s:=0.5", "-p", "publish_instruction:=true"],
+         "-p", "orbit_period_s:=2.0", "-p", "orbit_steps:=20", "-p", "publish_instruction:=true", *scene],
         module="segaff_ros.synthetic_camera",
     )
     try:
@@ -96,4 +97,10 @@ def test_synthetic_camera_publishes_synchronized_rgbd(tmp_path: Path, depth_enco
     assert 0.05 < np.median(periods_s) < 0.2, f"not about 10 Hz: median period {np.median(periods_s):.3f} s"
     distinct_views = {image_to_numpy(r).tobytes() for r, _, _ in matched}
     assert len(distinct_views) >= 2, "the viewpoint must change"
-    assert listener.get("instruction")[0].data.strip()
+    depths = [image_to_numpy(d) for _, d, _ in sorted(matched, key=lambda m: stamp_to_ns(m[0].header.stamp))]
+    close = [np.mean(np.abs(a - b) < 0.05) for a, b in zip(depths, depths[1:])]
+    assert min(close) > 0.8, f"the viewpoint must sway, not jump: depths within 5 cm of the previous frame's {close}"
+    instruction = listener.get("instruction")[0].data
+    assert instruction == target if target else instruction.strip()
+    if target:
+        assert "scene 43: viewpoint on dresser0/drawer_r0_c0" in camera.log()
