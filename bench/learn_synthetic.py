@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/learn_synthetic.py                      # 30 minutes, 2000 images at 128 x 128
     .venv/bin/python bench/learn_synthetic.py --minutes 5 --num-images 500
+    .venv/bin/python bench/learn_synthetic.py --checkpoint checkpoints/segaff_default.ckpt \
+        --data data/synthetic_sf3d --size 160                         # evaluate only (the shipped model)
 
 Writes a synthetic SceneFun3D-format data set (``segaff_core.synth.generate_dataset``, as
 ``segaff synth --format sf3d``) unless ``--data`` names one, trains through ``train/fit.py`` with the
@@ -49,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="data set seed (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="rendering and loader processes (default %(default)s)")
     parser.add_argument("--out", type=Path, help="run folder (default: a temporary one)")
+    parser.add_argument("--checkpoint", type=Path, help="evaluate this checkpoint instead of training one")
     return parser.parse_args()
 
 
@@ -82,19 +85,24 @@ def main() -> None:
             summary = generate_dataset("sf3d", data_root, args.num_images, args.seed,
                                        image_size=(args.size, args.size), workers=args.workers)
             logger.info("generated %s", summary)
-        minutes = int(args.minutes)
-        seconds = round((args.minutes - minutes) * 60)
-        fit_args = [
-            "fit", "--config", str(REPO / "config" / "synthetic_train.yaml"),
+        common = [
+            "--config", str(REPO / "config" / "synthetic_train.yaml"),
             f"--data.init_args.root={data_root}", f"--data.init_args.input_size=[{args.size}, {args.size}]",
             f"--data.init_args.num_workers={args.workers}", f"--trainer.default_root_dir={run_dir}",
-            "--trainer.accelerator=cpu", "--trainer.max_epochs=-1",
-            f"--trainer.max_time={{minutes: {minutes}, seconds: {seconds}}}", "--trainer.enable_progress_bar=false",
+            "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
         ]
+        if args.checkpoint is None:
+            minutes = int(args.minutes)
+            seconds = round((args.minutes - minutes) * 60)
+            cli_args = ["fit", *common, "--trainer.max_epochs=-1",
+                        f"--trainer.max_time={{minutes: {minutes}, seconds: {seconds}}}"]
+        else:
+            cli_args = ["test", *common, f"--ckpt_path={args.checkpoint}"]
         with mock.patch.object(sys, "argv", sys.argv[:1]):
-            cli = load_fit_script().main(fit_args)
+            cli = load_fit_script().main(cli_args)
         trainer, module = cli.trainer, cli.model
-        trainer.test(module, datamodule=cli.datamodule)  # the final weights
+        if args.checkpoint is None:
+            trainer.test(module, datamodule=cli.datamodule)  # the final weights
         metrics = {name.removeprefix("test/"): float(value) for name, value in trainer.callback_metrics.items()
                    if name.startswith("test/")}
         results = module.test_metrics.results
@@ -107,8 +115,12 @@ def main() -> None:
 
         print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
-        print(f"trained {trainer.current_epoch} epochs / {trainer.global_step} steps in {args.minutes:g} min "
-              f"on {len(cli.datamodule.datasets['train'])} samples; held-out test samples: {len(results)}")
+        if args.checkpoint is None:
+            print(f"trained {trainer.current_epoch} epochs / {trainer.global_step} steps in {args.minutes:g} min "
+                  f"on {len(cli.datamodule.datasets['train'])} samples")
+        else:
+            print(f"evaluated {args.checkpoint}")
+        print(f"held-out test samples: {len(results)}")
         print(f"{'mIoU':24s} {metrics['mIoU']:.3f}")
         print(f"{f'P_Det (IoU > {module.test_params.test_iou_threshold})':24s} {metrics['P_Det']:.3f}")
         print(f"{'motion type accuracy':24s} {statistics.fmean(r.motion_type_correct for r in results):.3f}")

@@ -60,10 +60,17 @@ def _timed_ms(fn: Callable[[], object], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def _median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        _timed_ms(fn, device)
-    return statistics.median(_timed_ms(fn, device) for _ in range(repeats))
+def _interleaved_medians(
+    fns: list[Callable[[], object]], device: torch.device, warmup: int, repeats: int
+) -> list[float]:
+    """Median ms of each of ``fns``, run round-robin so that all of them see the same (shared) machine load."""
+    times: list[list[float]] = [[] for _ in fns]
+    for index in range(warmup + repeats):
+        for fn, samples in zip(fns, times):
+            elapsed = _timed_ms(fn, device)
+            if index >= warmup:
+                samples.append(elapsed)
+    return [statistics.median(samples) for samples in times]
 
 
 def _frame(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,8 +119,8 @@ def stage_table(
     text = tokenize(INSTRUCTION, model.params.word_len).to(device)
     precisions = [None, torch.bfloat16] if bf16 else [None]
     columns = ("size", "precision", "image enc", "text enc", "depth+neck+dec+heads", "forward", "frame (cached)")
-    logger.info("\n[2] per stage (ms), median of %d after %d warm-up runs; 'frame' = folded BN + cached text side",
-                repeats, warmup)
+    logger.info("\n[2] per stage (ms), median of %d after %d warm-up runs, stages run round-robin; "
+                "'frame' = folded BN + cached text side", repeats, warmup)
     logger.info("%6s %9s %10s %9s %21s %8s %15s", *columns)
     for size in sizes:
         image = torch.randn(1, 3, size, size, device=device)
@@ -123,16 +130,16 @@ def stage_table(
                 image_features = model.encode_image(image)
                 text_features = model.encode_text(text)
                 conditioning = folded.prepare_text(folded.encode_text(text), trim_padding=True)
-                timings = [
-                    _median_ms(lambda: model.encode_image(image), device, warmup, repeats),
-                    _median_ms(lambda: model.encode_text(text), device, warmup, repeats),
-                    _median_ms(
+                timings = _interleaved_medians(
+                    [
+                        lambda: model.encode_image(image),
+                        lambda: model.encode_text(text),
                         lambda: model.forward_from_features(image_features, depth, text_features),
-                        device, warmup, repeats,
-                    ),
-                    _median_ms(lambda: model(image, depth, text), device, warmup, repeats),
-                    _median_ms(lambda: folded.forward_with_text(image, depth, conditioning), device, warmup, repeats),
-                ]
+                        lambda: model(image, depth, text),
+                        lambda: folded.forward_with_text(image, depth, conditioning),
+                    ],
+                    device, warmup, repeats,
+                )
             name = "fp32" if dtype is None else "bf16"
             logger.info("%6d %9s %10.1f %9.1f %21.1f %8.1f %15.1f", size, name, *timings)
 

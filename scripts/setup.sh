@@ -34,7 +34,7 @@ fi
 # --- the virtual environment and pinned Python dependencies ------------------------------------
 [ -x "$venv/bin/python" ] || { log "creating $venv"; "$python" -m venv "$venv"; }
 vpy="$venv/bin/python"
-req_hash="$(hash_of requirements.txt)"
+req_hash="$(hash_of requirements.txt requirements-core.txt)"
 if ! stamp_ok requirements "$req_hash"; then
   log "installing Python dependencies (torch is large: a few minutes the first time)"
   "$vpy" -m pip install -q --upgrade pip
@@ -43,13 +43,13 @@ if ! stamp_ok requirements "$req_hash"; then
 fi
 
 # --- segaff_msgs built with the ROS 2 wheels' cmake files into the venv -------------------------
-msgs_hash="$(hash_of segaff_msgs/CMakeLists.txt segaff_msgs/package.xml segaff_msgs/msg/* segaff_msgs/srv/* requirements.txt)"
+msgs_hash="$(hash_of segaff_msgs/CMakeLists.txt segaff_msgs/package.xml segaff_msgs/msg/* segaff_msgs/srv/* requirements.txt requirements-core.txt)"
 if ! stamp_ok segaff_msgs "$msgs_hash"; then
   log "building segaff_msgs into $venv"
   py_include="$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
   np_include="$("$vpy" -c 'import numpy; print(numpy.get_include())')"
   # The wheels' cmake export files carry their build machine's Python paths: point them at this venv.
-  grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$venv/share" --include='*.cmake' 2>/dev/null | while read -r f; do
+  { grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$venv/share" --include='*.cmake' 2>/dev/null || true; } | while read -r f; do
     sed -i -E \
       -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$np_include#g" \
       -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_include#g" "$f"

@@ -251,6 +251,14 @@ def _add_convert_sf3d_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-bad", action="store_true", help="leave out records that do not convert (listed) instead of stopping"
     )
+    parser.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.1,
+        help="share of the scenes in the 'valid' split, the rest in 'train', drawn as the seed drew them "
+        "(default: %(default)s; 0: no splits)",
+    )
+    parser.add_argument("--split-seed", type=int, default=42, help="seed of the scene split (default: %(default)s)")
 
 
 def _run_convert_sf3d(args: argparse.Namespace) -> int:
@@ -259,7 +267,8 @@ def _run_convert_sf3d(args: argparse.Namespace) -> int:
     from segaff_core.data.sf3d_convert import convert_seed_lmdb
 
     try:
-        summary = convert_seed_lmdb(args.src, args.out, trust_pickle=args.trust_pickle, skip_bad=args.skip_bad)
+        summary = convert_seed_lmdb(args.src, args.out, trust_pickle=args.trust_pickle, skip_bad=args.skip_bad,
+                                    valid_fraction=args.valid_fraction, split_seed=args.split_seed)
     except DatasetError as error:  # a record that does not convert, named with its key
         raise CliError(str(error)) from None
     root = summary.source.parent  # where images/ and depth/ are, with the seed's LMDB

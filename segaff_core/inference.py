@@ -216,7 +216,8 @@ class Predictor:
         self.min_depth_m = min_depth_m
         self.max_depth_m = max_depth_m
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = (fold_batchnorm(model) if fold_bn else model.eval()).to(self.device, memory_format=self.memory_format)
+        network = fold_batchnorm(model) if fold_bn else model.eval()
+        self.model = network.to(self.device, memory_format=self.memory_format)
         self.word_len = model.params.word_len
         # Normalisation as one multiply-add on the device: (x - mean) / std = x * scale + shift, x in [0, 255].
         std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1) * 255.0
@@ -240,8 +241,8 @@ class Predictor:
         def frame(image: torch.Tensor, depth: torch.Tensor, text: TextConditioning) -> dict[str, torch.Tensor]:
             try:
                 return compiled(image, depth, text)
-            except Exception as error:  # noqa: BLE001 - compilation happens on the first call
-                log.warning("torch.compile failed on the first frame (%s): running eagerly", error)
+            except Exception as error:  # noqa: BLE001 - compilation happens on a call (the first, a new shape)
+                log.warning("torch.compile failed while running a frame (%s): running eagerly from now on", error)
                 self._frame = eager
                 return eager(image, depth, text)
 

@@ -6,9 +6,9 @@ waits for ``--num-results`` results, writes the last one to ``OUT/result.json`` 
 ``OUT/overlay.png``, prints a summary and stops both processes (SIGINT, then SIGKILL after a timeout; also
 on Ctrl-C, SIGTERM and errors). The processes' logs are ``OUT/camera.log`` and ``OUT/perception.log``.
 
-The scene is the first synthetic scene in which the instruction names a part among others of its kind
-(:func:`segaff_ros.synthetic_camera.choose_scene`), and the camera sways slowly about that part. Topics are
-those of ``launch/demo.launch.py``: the camera under ``/camera``, the instruction on
+The scene is the first synthetic scene in which the instruction names a part, preferably among others of
+its kind (:func:`segaff_ros.synthetic_camera.choose_scene`), and the camera sways slowly about that part.
+Topics are those of ``launch/demo.launch.py``: the camera under ``/camera``, the instruction on
 ``/segaff/instruction``, the node's outputs under ``/segaff_perception``. The demo uses its own
 ``ROS_DOMAIN_ID`` unless one is set, and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` unless a range is set.
 
@@ -32,17 +32,18 @@ from typing import Any, Optional, Union
 import cv2
 import numpy as np
 import rclpy
+from geometry_msgs.msg import Point, Quaternion, Vector3
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
-from geometry_msgs.msg import Point, Quaternion, Vector3
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 import segaff_core
+from segaff_core.synth.sample import find_scene
 from segaff_msgs.msg import AffordanceResult
 from segaff_ros.conversions import image_to_numpy, stamp_to_ns
-from segaff_ros.processes import INTERRUPTED_EXIT_CODE, NodeProcess, claim_ros_domain_id
+from segaff_ros.processes import NodeProcess, claim_ros_domain_id
 from segaff_ros.synthetic_camera import choose_scene
 
 log = logging.getLogger("segaff_demo")
@@ -58,6 +59,7 @@ CAMERA_RATE_HZ = 10.0
 STOP_TIMEOUT_S = 15.0
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130  # and 2: bad arguments (argparse)
 _LOG_TAIL_LINES = 25
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGINT: KeyboardInterrupt, the others: Interrupted
 
 
 class DemoFailure(RuntimeError):
@@ -253,12 +255,14 @@ def run(options: DemoOptions) -> DemoOutcome:
     """
     started = time.time()
     options.out.mkdir(parents=True, exist_ok=True)
-    seed = options.seed if options.seed is not None else choose_scene(options.instruction)
-    part_named = seed is not None
-    if seed is None:
-        log.warning("no synthetic scene has a part that %r names: showing scene 0 (the answer will be a guess)",
-                    options.instruction)
-        seed = 0
+    if options.seed is not None:
+        seed = options.seed
+        part_named = find_scene(options.instruction, [seed]) is not None
+    else:
+        chosen = choose_scene(options.instruction)
+        seed, part_named = (chosen, True) if chosen is not None else (0, False)
+    if not part_named:
+        log.warning("scene %d has no part that %r names: the answer can only be a guess", seed, options.instruction)
     log.info("scene %d, camera %dx%d at %.0f Hz; %s", seed, options.width, options.height, CAMERA_RATE_HZ,
              configure_ros_environment())
     processes: list[NodeProcess] = []
@@ -333,20 +337,26 @@ def _wait_for_results(options: DemoOptions, demo_node: DemoNode, camera: NodePro
 
 def _stop(processes: list[NodeProcess], demo_node: Optional[DemoNode]) -> None:
     """Stop the node processes (newest first; SIGINT, SIGKILL after a timeout) and the demo node, ignoring
-    further Ctrl-C meanwhile so that nothing is left running."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    further Ctrl-C, SIGTERM and SIGHUP meanwhile so that nothing is left running."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
     try:
         running = [process.alive() for process in processes]  # the others' exit was reported already
         for process in processes:
             process.interrupt()
         for process, was_running in reversed(list(zip(processes, running))):
             code = process.stop(STOP_TIMEOUT_S)
-            if was_running and code not in (0, INTERRUPTED_EXIT_CODE):
-                log.warning("%s ended with code %d on stopping (see %s)", process.module, code, process.log_path)
+            if not was_running:
+                continue
+            if code == -signal.SIGKILL:
+                log.warning("%s did not stop within %.0f s of Ctrl-C: killed (see %s)", process.module,
+                            STOP_TIMEOUT_S, process.log_path)
+            else:  # 0 once running; interrupted while starting, whatever the interrupted import raised
+                log.info("%s stopped (exit code %d)", process.module, code)
         if demo_node is not None:
             demo_node.close()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _rate(times: list[float]) -> Optional[float]:
@@ -444,7 +454,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the demo; the exit status of the module docstring."""
     logging.basicConfig(level=logging.INFO, format="[demo] %(message)s", stream=sys.stderr)
     options = parse_args(argv)
-    handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in _STOP_SIGNALS if sig != signal.SIGINT}
     try:
         outcome = run(options)
         overlay_path, result_path = write_outputs(outcome, options)

@@ -403,6 +403,9 @@ class PerceptionNode(Node):
                 _, prediction = self._infer(frame, text)
             except ValueError as error:  # BadFrame, or the Predictor's own check of shapes and K
                 response.success, response.message = False, f"bad frame: {error}"
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()  # give the worker's next frame a chance
+                response.success, response.message = False, "out of GPU memory: the query was not answered"
             except Exception as error:  # a failed query must not take the service down
                 response.success, response.message = False, f"inference failed: {type(error).__name__}: {error}"
             else:

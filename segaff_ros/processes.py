@@ -3,8 +3,9 @@
 :class:`NodeProcess` starts ``python -m segaff_ros.processes MODULE --ros-args ...``: this module's entry
 point asks Linux to send the child SIGTERM when its parent dies (``PR_SET_PDEATHSIG``, so a parent killed
 with SIGKILL leaves no orphan either) and then runs ``MODULE`` as ``__main__``, as ``python -m MODULE``
-would. The child gets a session of its own, so a Ctrl-C in the terminal reaches the parent only, which then
-stops its children in order (:meth:`NodeProcess.stop`: SIGINT, then SIGKILL after a timeout).
+would (a Ctrl-C that cuts its imports short ends it with code 130 instead of a traceback). The child gets
+a session of its own, so a Ctrl-C in the terminal reaches the parent only, which then stops its children
+in order (:meth:`NodeProcess.stop`: SIGINT, then SIGKILL after a timeout).
 :func:`claim_ros_domain_id` picks a ``ROS_DOMAIN_ID`` that no other process on the machine holds.
 
 Used by the demo (:mod:`segaff_ros.demo`) and the ROS tests. No rclpy import here.
@@ -26,8 +27,7 @@ from typing import IO, Optional
 _LAUNCHER = "segaff_ros.processes"  # this module, run as the child's entry point
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PARENT_PID_VARIABLE = "SEGAFF_PARENT_PID"
-#: Exit code of a node interrupted before it could handle Ctrl-C itself (128 + SIGINT, as shells report it).
-INTERRUPTED_EXIT_CODE = 130
+_INTERRUPTED_EXIT_CODE = 130  # of a node that Ctrl-C stopped before it could handle it (128 + SIGINT)
 _domain_lock: Optional[IO[str]] = None
 
 
@@ -109,7 +109,7 @@ class NodeProcess:
 
     def stop(self, timeout_s: float = 30.0) -> int:
         """:meth:`interrupt` and wait; killed when it does not end in ``timeout_s``. Returns the exit code
-        (negative: the signal that ended it). Safe to call more than once."""
+        (negative: the signal that ended it, ``-SIGKILL`` when it had to be killed). Safe to call again."""
         self.interrupt()
         code = self.wait_exit(timeout_s)
         if code is None:
@@ -129,6 +129,19 @@ def _die_with_parent() -> None:
         sys.exit(f"{_LAUNCHER}: parent process {parent} ended before the start")
 
 
+def _caused_by_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` is a KeyboardInterrupt or was raised because of one (an extension module's import
+    that Ctrl-C cut short fails with its own exception, chained to the KeyboardInterrupt)."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _main() -> None:
     """``python -m segaff_ros.processes MODULE ARGS...``: run MODULE as ``python -m MODULE ARGS...``."""
     if len(sys.argv) < 2:
@@ -138,8 +151,12 @@ def _main() -> None:
     sys.argv = [module, *sys.argv[2:]]
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except KeyboardInterrupt:  # Ctrl-C before the node handles it itself (while importing): no traceback
-        sys.exit(INTERRUPTED_EXIT_CODE)
+    except SystemExit:
+        raise
+    except BaseException as error:  # Ctrl-C before the node handles it itself (importing): no traceback
+        if _caused_by_interrupt(error):
+            sys.exit(_INTERRUPTED_EXIT_CODE)
+        raise
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
 """Approximate-time synchronisation of several timestamped inputs, without ROS.
 
-The policy of ``message_filters.ApproximateTimeSynchronizer`` (ROS 2 Python): every input keeps the
-newest ``queue_size`` items by stamp; when an item arrives, the combinations of the other inputs' items
-within ``slop`` of it are tried closest first, and the first set whose stamps all lie within ``slop`` of
-each other is emitted and removed. In addition, items older than an emitted set are discarded: they can
-only ever form an older set, and the consumer wants the newest frame.
+The policy of ``message_filters.ApproximateTimeSynchronizer`` (ROS 2 Python): when an item arrives, the
+combinations of the other inputs' items within ``slop`` of it are tried closest first, and the first set
+whose stamps all lie within ``slop`` of each other is emitted and removed. In addition, items older than
+an emitted set are discarded: they can only ever form an older set, and the consumer wants the newest frame.
+
+One deliberate difference: every input keeps the ``queue_size`` items it received last, where
+message_filters keeps the newest by stamp. With stamps from a clock that jumped (a camera driver
+restarted with another time base, a looping bag, a corrupt stamp), dropping the oldest stamp drops each
+new item on arrival once a queue is full of later-stamped leftovers, and the synchronizer never emits
+again (and an item dropped on arrival could still be matched: a KeyError). Dropping the oldest arrival
+never drops the item just received, and leftovers leave as newer items push them out. For stamps that
+only grow, the two policies are the same.
 
 The perception node uses this class when ``message_filters`` is not importable; it knows nothing of
 messages, so it is tested with plain integers as stamps.
@@ -49,9 +56,10 @@ class ApproximateTimeSynchronizer(Generic[Item]):
     def _add_locked(self, index: int, stamp_ns: int, item: Item) -> list[Item] | None:
         """Queue the item and return the matched set (removed from the queues), or None."""
         queue = self._queues[index]
+        queue.pop(stamp_ns, None)  # a repeated stamp counts as a new arrival (dicts keep insertion order)
         queue[stamp_ns] = item
         while len(queue) > self._queue_size:
-            del queue[min(queue)]
+            del queue[next(iter(queue))]  # the oldest arrival, never the item just added
 
         candidates: list[list[int]] = []
         for other_index, other in enumerate(self._queues):

@@ -1,13 +1,17 @@
 """``synthetic_camera``: an RGB-D camera on a procedural articulated-furniture scene, for demos and tests.
 
 Publishes ``rgb/image`` (rgb8), ``depth/image`` (16UC1 millimetres or 32FC1 metres) and
-``rgb/camera_info`` with one stamp and one frame_id per frame, at ``rate_hz``. The scene of ``seed`` is
-seen from one viewpoint (aimed at the part that ``target_instruction`` names, when set) that sways slowly
-and smoothly about that part's handle: a figure of eight of ``orbit_amplitude_deg`` every
-``orbit_period_s`` (:class:`segaff_core.synth.camera.Orbit`), in ``orbit_steps`` viewpoints per period, each
-rendered when first needed and then reused. With ``publish_instruction`` the camera publishes on
-``instruction`` once a second ``target_instruction``, or else the description of a part visible in the
-current view, so the perception node has something to do without a user.
+``rgb/camera_info`` with one stamp and one frame_id per frame, at ``rate_hz``.
+
+The scene is that of ``seed`` (``-1``: the one :func:`choose_scene` picks for ``target_instruction``), seen
+from one viewpoint, aimed at the part that ``target_instruction`` names when set. The viewpoint sways slowly
+and smoothly about that part's handle: a figure of eight of ``orbit_amplitude_deg`` every ``orbit_period_s``
+(:class:`segaff_core.synth.camera.Orbit`), in ``orbit_steps`` viewpoints per period, each rendered when
+first needed and then reused.
+
+With ``publish_instruction`` the camera publishes ``target_instruction`` on ``instruction`` once a second
+(or, without one, the description of the part it sways about), so the perception node has something to do
+without a user.
 """
 from __future__ import annotations
 
@@ -36,17 +40,21 @@ from segaff_ros import conversions
 NODE_NAME = "synthetic_camera"
 AUTO_SEED = -1
 #: Seeds searched (from 0) for a scene that has the part an instruction names (seed ``AUTO_SEED``).
-SCENE_SEARCH_SEEDS = 1000
+SCENE_SEARCH_SEEDS = 300
 #: Parts of the named part's category on its piece of furniture besides it, so the instruction must choose.
 SCENE_MIN_SIBLINGS = 2
 _DEPTH_ENCODINGS = ("16UC1", "32FC1")
 
 
 def choose_scene(instruction: str) -> Optional[int]:
-    """The seed of the first scene with a part that ``instruction`` names among at least
-    ``SCENE_MIN_SIBLINGS`` others of its kind on the same furniture (what ``seed:=-1`` shows); None if none."""
-    found = find_scene(instruction, range(SCENE_SEARCH_SEEDS), SCENE_MIN_SIBLINGS)
-    return None if found is None else found[0]
+    """The seed that ``seed:=-1`` shows: the first scene (among ``SCENE_SEARCH_SEEDS``) with a part that
+    ``instruction`` names among at least ``SCENE_MIN_SIBLINGS`` others of its kind on the same furniture, or
+    else the first with such a part at all (an oven has one door); None when no scene has one."""
+    first = find_scene(instruction, range(SCENE_SEARCH_SEEDS))
+    if first is None:
+        return None
+    among_siblings = find_scene(instruction, range(first[0], SCENE_SEARCH_SEEDS), SCENE_MIN_SIBLINGS)
+    return (among_siblings or first)[0]
 
 
 @dataclass(frozen=True)
@@ -66,9 +74,9 @@ class SyntheticCamera(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         seed: int = self._declare(
-            "seed", 0, f"scene seed (the same seed, the same scene); {AUTO_SEED} = the first scene with a part "
-            "that target_instruction names", integer_range=[IntegerRange(from_value=AUTO_SEED, to_value=2**31 - 1,
-                                                                          step=1)])
+            "seed", 0, f"scene seed (the same seed, the same scene); {AUTO_SEED}: the scene chosen for "
+            "target_instruction", integer_range=[IntegerRange(from_value=AUTO_SEED, to_value=2**31 - 1, step=1)],
+        )
         self._target: str = self._declare(
             "target_instruction", "", "aim the camera at the part this instruction names ('' = any part)"
         ).strip()

@@ -186,6 +186,7 @@ def _absolute_depth_path(coco):
     "edit, message, error_type",
     [(_zero_axis, "zero vector", DatasetError), (_degenerate_polygon, "degenerate", DatasetError),
      (_escaping_path, "leaves the data root", UnsafePathError), (_absolute_depth_path, "absolute", UnsafePathError)],
+    ids=["zero-axis", "degenerate-polygon", "file-name-escapes", "depth-path-absolute"],
 )
 def test_bad_annotations_raise_naming_the_record_or_are_skipped(opd_make_root, edit, message, error_type):
     root = opd_make_root("multi", edit=edit)

@@ -177,6 +177,9 @@ def _set(field: str, value: Any):
         (_set("motion_dir_camera_coords", [0.0, 0.0, 0.0]), None, "zero vector", DatasetError),
         (_set("interaction_pixel", [700.0, 10.0]), None, "outside", DatasetError),
     ],
+    ids=["truncated-record", "missing-record", "missing-image", "corrupt-depth-png", "missing-depth-png",
+         "corrupt-lmdb-page", "image-size-mismatch", "rgb-path-escapes", "depth-path-absolute",
+         "degenerate-polygon", "zero-axis", "interaction-pixel-outside"],
 )
 def test_bad_records_raise_naming_file_and_key_or_are_skipped(sf3d_make_root, edit, after, message, error_type):
     root = sf3d_make_root(edit=edit)

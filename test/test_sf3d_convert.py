@@ -82,7 +82,11 @@ def test_seed_lmdb_converts_and_reads_like_the_json_records(sf3d_make_root, tmp_
     assert main(["convert-sf3d", "--src", str(seed if src == "lmdb" else seed_root), "--out", str(out),
                  "--trust-pickle"]) == 0
     assert f"wrote 6 records of {seed}" in capsys.readouterr().out
-    assert read_metadata(out)["converted_from"] == str(seed)
+    metadata = read_metadata(out)
+    assert metadata["converted_from"] == str(seed)
+    splits = metadata["splits"]  # by scene (visit), 10 % of the 6 scenes for validation by default
+    assert sorted(splits["train"] + splits["valid"]) == sorted(metadata["keys"]) and len(splits["valid"]) == 1
+    assert len(SF3DDataset(root, "valid", lmdb_path=out)) == 1
 
     converted = SF3DDataset(root, input_size=(64, 64), lmdb_path=out)
     reference = SF3DDataset(root, input_size=(64, 64))

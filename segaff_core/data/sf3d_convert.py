@@ -30,7 +30,10 @@ seed field                                                             field wri
                                                                        ``trajectory_3d_camera_coords[0]``
 =====================================================================  ========================================
 
-Records without the optional 2D trajectory fall back, in the reader, to the motion origin as the
+With ``valid_fraction`` the metadata gets ``train`` and ``valid`` splits by scene (the visit id, the key's
+first part), drawn as the seed's ``split_dataset_by_scene`` drew them: the sorted visit ids shuffled by
+``random.Random(seed)``, the first ``round(n * valid_fraction)`` for validation. Records without the
+optional 2D trajectory fall back, in the reader, to the motion origin as the
 interaction point (the seed's default ``point_source``). The seed's ``__metadata__`` record (a pickle
 too) is not read, and its other fields (``label_info``, ``sensor_check``, the camera-to-world pose)
 are dropped. A record that does not convert is an error naming the source and the key, or, with
@@ -41,6 +44,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import random
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,7 +56,7 @@ import lmdb
 import numpy as np
 
 from segaff_core.data.common import DatasetError, check_polygons, safe_join
-from segaff_core.data.sf3d_format import METADATA_KEY, encode_record, write_lmdb
+from segaff_core.data.sf3d_format import METADATA_KEY, encode_record, set_splits, write_lmdb
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +187,17 @@ def _convert_fields(seed: Mapping[str, Any], key: str) -> dict[str, Any]:
     return record
 
 
+def scene_splits(keys: list[str], valid_fraction: float, seed: int) -> dict[str, list[str]]:
+    """``train`` / ``valid`` keys split by scene (the key's first part), as the seed split them."""
+    scenes = sorted({key.split("/")[0] for key in keys})
+    random.Random(seed).shuffle(scenes)
+    valid_scenes = set(scenes[: int(round(len(scenes) * valid_fraction))])
+    return {
+        "train": [key for key in keys if key.split("/")[0] not in valid_scenes],
+        "valid": [key for key in keys if key.split("/")[0] in valid_scenes],
+    }
+
+
 def _converted_records(
     source: Path, txn: lmdb.Transaction, skipped: list[str], skip_bad: bool
 ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -207,10 +222,17 @@ def _converted_records(
 
 
 def convert_seed_lmdb(
-    src: PathLike, out: PathLike, *, trust_pickle: bool, skip_bad: bool = False
+    src: PathLike,
+    out: PathLike,
+    *,
+    trust_pickle: bool,
+    skip_bad: bool = False,
+    valid_fraction: float = 0.0,
+    split_seed: int = 42,
 ) -> ConversionSummary:
     """Convert the seed's pickled LMDB at ``src`` (the LMDB or the root holding ``data.lmdb``) into a new
-    JSON LMDB at ``out`` (which must not exist; ``images/`` and ``depth/`` stay where they are).
+    JSON LMDB at ``out`` (which must not exist; ``images/`` and ``depth/`` stay where they are), with
+    ``train`` / ``valid`` splits by scene when ``valid_fraction`` > 0 (see the module docstring).
 
     Raises :class:`PickleNotTrusted` unless ``trust_pickle`` (nothing is opened then), FileExistsError
     when ``out`` exists, and DatasetError naming the source and the key for a record that does not
@@ -228,6 +250,8 @@ def convert_seed_lmdb(
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: name a new LMDB directory to write")
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     skipped: list[str] = []
@@ -240,10 +264,12 @@ def convert_seed_lmdb(
             keys = write_lmdb(
                 partial, _converted_records(source, txn, skipped, skip_bad), {"converted_from": str(source)}
             )
+        if valid_fraction > 0.0:
+            set_splits(partial, scene_splits(keys, valid_fraction, split_seed))
         os.replace(partial, out)
-    except lmdb.Error as error:
+    except lmdb.Error as error:  # a corrupt source, or a full disk under the new one
         shutil.rmtree(partial, ignore_errors=True)
-        raise DatasetError(f"{source}: cannot read the LMDB, it is corrupt ({error})") from None
+        raise DatasetError(f"cannot convert {source} into {out}: {error}") from None
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -153,6 +153,20 @@ def write_lmdb(
     return keys
 
 
+def set_splits(path: PathLike, splits: dict[str, list[str]]) -> None:
+    """Replace the ``splits`` in the metadata of the LMDB at ``path`` (written by :func:`write_lmdb`);
+    DatasetError when a split names a key the database does not hold."""
+    _close_lmdb(path)
+    env = lmdb.open(str(path), map_size=1 << 40, subdir=True)
+    try:
+        with env.begin(write=True) as txn:
+            metadata = json.loads(txn.get(METADATA_KEY).decode("utf-8"))
+            _check_splits(splits, set(metadata["keys"]), str(path))
+            txn.put(METADATA_KEY, json.dumps({**metadata, "splits": splits}).encode("utf-8"))
+    finally:
+        env.close()
+
+
 def open_lmdb(path: PathLike) -> lmdb.Environment:
     """The read-only environment of ``path`` (no lock file, no readahead) of this process.
 

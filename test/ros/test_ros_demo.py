@@ -61,7 +61,8 @@ def test_demo_writes_the_overlay_and_the_result(small_checkpoint: Path, tmp_path
     report = f"exit {completed.returncode}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
     assert completed.returncode == 0, report
     _assert_children_gone(completed.stderr)
-    assert "on stopping" not in completed.stderr, f"a process did not stop cleanly:\n{report}"
+    for module in ("segaff_ros.synthetic_camera", "segaff_ros.perception_node"):
+        assert f"{module} stopped (exit code 0)" in completed.stderr, f"{module} did not stop cleanly:\n{report}"
     assert "SegAffordance answered 'open the top drawer'" in completed.stdout, report
 
     overlay = cv2.imread(str(out / "overlay.png"), cv2.IMREAD_UNCHANGED)
@@ -125,6 +126,7 @@ def test_ctrl_c_stops_both_processes(small_checkpoint: Path, tmp_path: Path) -> 
             process.communicate()
     assert process.returncode == demo.EXIT_INTERRUPTED, stderr
     assert "interrupted" in stderr
+    assert stderr.count(" stopped (exit code ") == 2, f"the demo did not stop both processes itself:\n{stderr}"
     _assert_children_gone(stderr)
 
 

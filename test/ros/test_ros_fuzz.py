@@ -13,14 +13,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 pytest.importorskip("segaff_msgs.msg", reason="segaff_msgs is not built (scripts/setup.sh builds it)")
-hypothesis = pytest.importorskip("hypothesis")
+pytest.importorskip("hypothesis")
 
 from hypothesis import HealthCheck, Phase, assume, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -271,7 +271,9 @@ def fuzzed_sets(draw: st.DrawFn) -> FuzzedSet:
 
 
 @pytest.fixture(scope="module")
-def fuzzed_node(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Probe, NodeProcess]]:
+def fuzzed_node(
+    small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Probe, NodeProcess]]:
     """A node (64 x 64 input, so valid frames are quick) with no age limit (far-off stamps are processed)."""
     probe = Probe("segaff_fuzz_probe")
     node = NodeProcess(

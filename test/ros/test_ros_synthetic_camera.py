@@ -1,4 +1,4 @@
-"""The synthetic camera node over DDS: three topics with one stamp, REP 118 depth, a moving viewpoint."""
+"""The synthetic camera node over DDS: three topics with one stamp, REP 118 depth, a smoothly swaying viewpoint."""
 from __future__ import annotations
 
 import threading
@@ -12,7 +12,9 @@ pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 pytest.importorskip("segaff_msgs.msg", reason="segaff_msgs is not built (scripts/setup.sh builds it)")
 
 from ros_helpers import NodeProcess, wait_until  # noqa: E402
+from segaff_core.synth.sample import scene_views  # noqa: E402
 from segaff_ros.conversions import camera_info_to_K, image_to_numpy, stamp_to_ns  # noqa: E402
+from segaff_ros.synthetic_camera import choose_scene  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -102,5 +104,7 @@ def test_synthetic_camera_publishes_synchronized_rgbd(tmp_path: Path, depth_enco
     assert min(close) > 0.8, f"the viewpoint must sway, not jump: depths within 5 cm of the previous frame's {close}"
     instruction = listener.get("instruction")[0].data
     assert instruction == target if target else instruction.strip()
-    if target:
-        assert "scene 43: viewpoint on dresser0/drawer_r0_c0" in camera.log()
+    if target:  # seed -1: the scene chosen for the instruction, seen from the part it names
+        seed = choose_scene(target)
+        scene, _ = scene_views(seed)
+        assert f"scene {seed}: viewpoint on {scene.layout.parts[scene.part_named(target)].name}" in camera.log()
