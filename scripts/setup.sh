@@ -16,7 +16,7 @@ stamp_set() { mkdir -p "$stamps"; echo "$2" >"$stamps/$1"; }
 
 # --- system packages (libusb for open3d; cmake + a C/C++ compiler for segaff_msgs) -------------
 missing=()
-ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+ldconfig -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null || missing+=(libusb-1.0-0)  # no -q: SIGPIPE under pipefail
 command -v cmake >/dev/null || missing+=(cmake)
 command -v cc >/dev/null || missing+=(gcc)
 command -v c++ >/dev/null || missing+=(g++)
