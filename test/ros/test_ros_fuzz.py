@@ -274,7 +274,8 @@ def fuzzed_sets(draw: st.DrawFn) -> FuzzedSet:
 def fuzzed_node(
     small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Probe, NodeProcess]]:
-    """A node (64 x 64 input, so valid frames are quick) with no age limit (far-off stamps are processed)."""
+    """A node with a 64 x 64 input (valid frames are quick), no age limit (far-off stamps are processed)
+    and synchronizer queues of 2 (leftover messages fill them quickly)."""
     probe = Probe("segaff_fuzz_probe")
     node = NodeProcess(
         tmp_path_factory.mktemp("fuzz") / "node.log",
