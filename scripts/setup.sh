@@ -54,7 +54,7 @@ if ! stamp_ok segaff_msgs "$msgs_hash"; then
       -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$np_include#g" \
       -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_include#g" "$f"
   done
-  rm -rf build/segaff_msgs
+  rm -rf build/segaff_msgs && mkdir -p build
   export AMENT_PREFIX_PATH="$venv"
   cmake -S segaff_msgs -B build/segaff_msgs -DCMAKE_PREFIX_PATH="$venv" -DCMAKE_INSTALL_PREFIX="$venv" \
     -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF >build/segaff_msgs.log 2>&1 \
