@@ -182,8 +182,10 @@ _PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "device": ("auto", "device of the model (CUDA asked for but absent: a warning, then the CPU)",
                {"additional_constraints": "auto, cpu, cuda or cuda:N"}),
     "precision": ("fp32", "inference precision (fp16 needs CUDA)", {"additional_constraints": "fp32, fp16 or bf16"}),
-    "input_height": (256, "model input height, px (multiple of 32)", {"integer_range": _int_range(64, 1024, 32)}),
-    "input_width": (256, "model input width, px (multiple of 32)", {"integer_range": _int_range(64, 1024, 32)}),
+    "input_height": (0, "model input height, px (multiple of 32; 0 = the checkpoint's training size)",
+                     {"integer_range": _int_range(0, 1024, 32)}),
+    "input_width": (0, "model input width, px (multiple of 32; 0 = the checkpoint's training size)",
+                    {"integer_range": _int_range(0, 1024, 32)}),
     "mask_threshold": (0.5, "probability above which a pixel belongs to the part",
                        {"floating_point_range": _float_range(0.01, 0.99)}),
     "sync_slop_s": (0.05, "largest stamp difference within one synchronized RGB/depth/camera_info set, s",
@@ -291,11 +293,12 @@ class PerceptionNode(Node):
         if path is not None and not os.path.isfile(path):
             raise StartupError(f"checkpoint {path!r} does not exist (parameter 'checkpoint')")
         started = time.monotonic()
+        size = (self._params.input_height, self._params.input_width)
         try:
             predictor = Predictor.from_checkpoint(
                 path,
                 device=self._params.device,
-                input_size=(self._params.input_height, self._params.input_width),
+                **({"input_size": size} if min(size) > 0 else {}),
                 precision=self._params.precision,
                 mask_threshold=self._params.mask_threshold,
                 min_depth_m=self._params.min_depth_m,
@@ -305,10 +308,11 @@ class PerceptionNode(Node):
             raise StartupError(
                 f"cannot load checkpoint {path or '(shipped default)'}: {type(error).__name__}: {error}"
             ) from error
+        warmup_s = predictor.warmup()  # the first real frame is then not slow
         self.get_logger().info(
             f"loaded {path or 'the shipped default checkpoint'} on {predictor.device} "
-            f"({self._params.precision}, input {self._params.input_height}x{self._params.input_width}) "
-            f"in {time.monotonic() - started:.1f} s"
+            f"({self._params.precision}, input {predictor.input_size[0]}x{predictor.input_size[1]}) "
+            f"in {time.monotonic() - started:.1f} s (warm-up {warmup_s:.1f} s)"
         )
         return predictor
 
