@@ -13,7 +13,7 @@ import numpy as np
 _EPS = 1e-12
 
 
-def _check_intrinsics(K: np.ndarray) -> np.ndarray:
+def check_intrinsics(K: np.ndarray) -> np.ndarray:
     """Return ``K`` as a float64 (3, 3) array; ValueError when malformed, non-finite or fx/fy <= 0."""
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
@@ -36,7 +36,7 @@ def _unit(vector: np.ndarray, name: str) -> np.ndarray:
 
 def backproject(u: float, v: float, depth_m: float, K: np.ndarray) -> np.ndarray:
     """The 3D point (3,) in metres seen at pixel ``(u, v)`` with depth ``depth_m`` (along z)."""
-    K = _check_intrinsics(K)
+    K = check_intrinsics(K)
     x = (u - K[0, 2]) * depth_m / K[0, 0]
     y = (v - K[1, 2]) * depth_m / K[1, 1]
     return np.array([x, y, depth_m], dtype=np.float64)
@@ -46,7 +46,7 @@ def depth_to_points(
     depth_m: np.ndarray, K: np.ndarray, mask: Optional[np.ndarray] = None
 ) -> np.ndarray:
     """Back-project every valid pixel (finite depth > 0, inside ``mask`` if given) -> (N, 3) metres."""
-    K = _check_intrinsics(K)
+    K = check_intrinsics(K)
     depth_m = np.asarray(depth_m, dtype=np.float64)
     valid = np.isfinite(depth_m) & (depth_m > 0)
     if mask is not None:
@@ -127,7 +127,7 @@ def approach_from_normal(normal: np.ndarray) -> np.ndarray:
 
 def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Pixel coordinates (N, 2) ``(u, v)`` of points (N, 3); NaN rows for points with z <= 0."""
-    K = _check_intrinsics(K)
+    K = check_intrinsics(K)
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     z = points[:, 2]
     in_front = z > 0
@@ -185,7 +185,7 @@ def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
     fx scales with ``sx`` and fy with ``sy``; the principal point moves as pixel centres do under
     ``cv2.resize`` (``c' = (c + 0.5) * s - 0.5``), so a 3D point keeps its normalised image position.
     """
-    K = _check_intrinsics(K).copy()
+    K = check_intrinsics(K).copy()
     if not (np.isfinite(sx) and np.isfinite(sy) and sx > 0 and sy > 0):
         raise ValueError(f"scale factors must be finite and > 0, got sx={sx}, sy={sy}")
     K[0, :] *= sx

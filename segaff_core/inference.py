@@ -130,13 +130,7 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
 
 def check_intrinsics(K: Any) -> np.ndarray:
     """``K`` as a float64 (3, 3) pinhole matrix; ValueError unless finite with fx, fy > 0 and last row (0, 0, 1)."""
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape != (3, 3):
-        raise ValueError(f"intrinsics K must be 3x3, got shape {K.shape}")
-    if not np.all(np.isfinite(K)):
-        raise ValueError(f"intrinsics K holds non-finite values: {K.tolist()}")
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"intrinsics K needs fx > 0 and fy > 0, got fx={K[0, 0]}, fy={K[1, 1]}")
+    K = geometry.check_intrinsics(K)
     if not np.allclose(K[2], (0.0, 0.0, 1.0)):
         raise ValueError(f"intrinsics K must have the last row (0, 0, 1), got {K[2].tolist()}")
     return K
