@@ -25,18 +25,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from node_bench_common import add_node_arguments, small_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, help="checkpoint (default: the shipped one)")
-    source.add_argument("--small", action="store_true", help="a random-weight ModelParams.small() checkpoint")
-    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default cpu)")
-    parser.add_argument("--input", type=int, default=256, help="square network input size (default 256)")
-    parser.add_argument("--size", default="320x240", help="camera image WIDTHxHEIGHT (default 320x240)")
+    add_node_arguments(parser)
     parser.add_argument("--frames", type=int, default=30, help="frames measured (default 30)")
     parser.add_argument("--no-debug-image", action="store_true", help="node without the debug overlay")
     parser.add_argument("--threads", type=int, help="CPU threads of torch in the node and here (default: torch's)")
@@ -47,18 +43,6 @@ def isolate_ros() -> None:
     """Localhost-only discovery, and a domain of its own unless ROS_DOMAIN_ID is set."""
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 101))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-
-
-def small_checkpoint(directory: Path) -> Path:
-    import torch
-
-    from segaff_core.checkpoint import save_checkpoint
-    from segaff_core.config import ModelParams
-    from segaff_core.model import build_model
-
-    torch.manual_seed(0)
-    params = ModelParams.small()
-    return save_checkpoint(build_model(params), params, directory / "small.ckpt")
 
 
 def render_frames(count: int, width: int, height: int) -> tuple[list[Any], str]:

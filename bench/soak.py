@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from node_bench_common import add_node_arguments, small_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = "open the top drawer"
@@ -44,12 +45,7 @@ _NODE_COUNTERS = ("dropped_replaced", "dropped_stale", "bad_frames", "failed_fra
 def parse_args() -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, help="checkpoint (default: the shipped one)")
-    source.add_argument("--small", action="store_true", help="a random-weight ModelParams.small() checkpoint")
-    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default cpu)")
-    parser.add_argument("--input", type=int, default=256, help="square network input size (default 256)")
-    parser.add_argument("--size", default="320x240", help="camera image WIDTHxHEIGHT (default 320x240)")
+    add_node_arguments(parser)
     parser.add_argument("--rate-hz", type=float, default=30.0, help="input frame rate (default 30)")
     parser.add_argument("--minutes", type=float, default=30.0, help="soak duration after warm-up (default 30)")
     parser.add_argument("--window-s", type=float, default=60.0, help="reporting window (default 60 s)")
@@ -60,19 +56,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the windows and verdicts here")
     parser.add_argument("--node-log", type=Path, help="keep the node's log here (default: a temporary file)")
     return parser.parse_args()
-
-
-def small_checkpoint(directory: Path) -> Path:
-    """A random-weight (seeded) ModelParams.small() checkpoint in ``directory``."""
-    import torch
-
-    from segaff_core.checkpoint import save_checkpoint
-    from segaff_core.config import ModelParams
-    from segaff_core.model import build_model
-
-    torch.manual_seed(0)
-    params = ModelParams.small()
-    return save_checkpoint(build_model(params), params, directory / "small.ckpt")
 
 
 def plane_frame(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
