@@ -170,7 +170,8 @@ def test_bag_replay_through_the_node(bag_node, tmp_path: Path) -> None:
     processed = sorted(stamp_to_ns(r.header.stamp) for r in results)
     assert len(set(processed)) == len(processed), "a frame was processed twice"
     assert len(processed) <= FRAMES / RATE_HZ * MAX_RATE_HZ + 2, f"max_rate_hz exceeded: {len(processed)} results"
-    assert min(np.diff(processed)) * 1e-9 > 0.5 / MAX_RATE_HZ, "max_rate_hz exceeded between two results"
+    # max_rate_hz spaces model runs in wall time; bag stamps carry the replay's jitter, so the rate is judged by
+    # the number of results above, not by the stamp spacing of two of them.
 
     after = probe.query(instruction)
     assert after.success, after.message
