@@ -145,20 +145,18 @@ def measure(args: argparse.Namespace, checkpoint: Path, samples: list[Any], inst
 
     from segaff_core.inference import Predictor
 
-    env = dict(os.environ)
     if args.threads:
         torch.set_num_threads(args.threads)
-        env["OMP_NUM_THREADS"] = str(args.threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=args.device, input_size=(args.input, args.input))
     command = [
         sys.executable, "-m", "segaff_ros.perception_node", "--ros-args",
         "-p", f"checkpoint:={checkpoint}", "-p", f"device:={args.device}",
         "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
-        "-p", "image_qos:=reliable", "-p", f"publish_debug_image:={'false' if args.no_debug_image else 'true'}",
+        "-p", f"cpu_threads:={args.threads or 0}", "-p", "image_qos:=reliable", "-p", f"publish_debug_image:={'false' if args.no_debug_image else 'true'}",
     ]
     client = Client()
     with open(log_path, "wb") as log:
-        node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+        node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
         if not client.wait_for_node(180.0):
             raise SystemExit(f"the node did not come up; its log:\n{log_path.read_text()[-3000:]}")

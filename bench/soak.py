@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate-hz", type=float, default=30.0, help="input frame rate (default 30)")
     parser.add_argument("--minutes", type=float, default=30.0, help="soak duration after warm-up (default 30)")
     parser.add_argument("--window-s", type=float, default=60.0, help="reporting window (default 60 s)")
-    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the node (default: torch's)")
+    parser.add_argument("--threads", type=int, help="CPU threads of the node's model (parameter cpu_threads; default: torch's)")
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0, help="memory verdict limit (default 50)")
     parser.add_argument("--max-latency-ratio", type=float, default=2.0, help="latency verdict ratio (default 2)")
     parser.add_argument("--latency-slack-ms", type=float, default=250.0, help="latency verdict slack (default 250)")
@@ -237,12 +237,12 @@ def soak(args: argparse.Namespace, checkpoint: Optional[Path], log_path: Path) -
     from segaff_ros.processes import NodeProcess
 
     width, height = (int(v) for v in args.size.lower().split("x"))
-    ros_args = ["-p", f"device:={args.device}", "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}"]
+    ros_args = ["-p", f"device:={args.device}", "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
+                "-p", f"cpu_threads:={args.threads or 0}"]
     if checkpoint is not None:
         ros_args += ["-p", f"checkpoint:={checkpoint}"]
-    env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
     client = SoakClient(width, height, args.rate_hz)
-    node = NodeProcess(log_path, ros_args, "segaff_ros.perception_node", env=env, cwd=REPO_ROOT)
+    node = NodeProcess(log_path, ros_args, "segaff_ros.perception_node", cwd=REPO_ROOT)
     windows: list[Window] = []
     try:
         if not client.wait_for_node(180.0):

@@ -102,6 +102,9 @@ class PerceptionParams:
     checkpoint: str
     device: str
     precision: str
+    cpu_threads: int
+    channels_last: bool
+    compile: bool
     input_height: int
     input_width: int
     mask_threshold: float
@@ -182,6 +185,11 @@ _PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "device": ("auto", "device of the model (CUDA asked for but absent: a warning, then the CPU)",
                {"additional_constraints": "auto, cpu, cuda or cuda:N"}),
     "precision": ("fp32", "inference precision (fp16 needs CUDA)", {"additional_constraints": "fp32, fp16 or bf16"}),
+    "cpu_threads": (0, "torch intra-op CPU threads (0 = torch's default, one per core)",
+                    {"integer_range": _int_range(0, 256)}),
+    "channels_last": (False, "run the network in channels_last memory format (faster on CUDA tensor cores)", {}),
+    "compile": (False, "torch.compile the per-frame network at start-up (a failed compilation falls back "
+                       "to eager with a warning)", {}),
     "input_height": (0, "model input height, px (multiple of 32; 0 = the checkpoint's training size)",
                      {"integer_range": _int_range(0, 1024, 32)}),
     "input_width": (0, "model input width, px (multiple of 32; 0 = the checkpoint's training size)",
@@ -300,6 +308,9 @@ class PerceptionNode(Node):
                 device=self._params.device,
                 **({"input_size": size} if min(size) > 0 else {}),
                 precision=self._params.precision,
+                threads=self._params.cpu_threads or None,
+                channels_last=self._params.channels_last,
+                compile=self._params.compile,
                 mask_threshold=self._params.mask_threshold,
                 min_depth_m=self._params.min_depth_m,
                 max_depth_m=self._params.max_depth_m,
@@ -311,7 +322,8 @@ class PerceptionNode(Node):
         warmup_s = predictor.warmup()  # the first real frame is then not slow
         self.get_logger().info(
             f"loaded {path or 'the shipped default checkpoint'} on {predictor.device} "
-            f"({self._params.precision}, input {predictor.input_size[0]}x{predictor.input_size[1]}) "
+            f"({self._params.precision}, input {predictor.input_size[0]}x{predictor.input_size[1]}, "
+            f"{torch.get_num_threads()} CPU threads) "
             f"in {time.monotonic() - started:.1f} s (warm-up {warmup_s:.1f} s)"
         )
         return predictor

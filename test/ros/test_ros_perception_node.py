@@ -43,6 +43,7 @@ def perception(small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
         [
             "-p", f"checkpoint:={small_checkpoint}",
             "-p", "device:=cpu",
+            "-p", "cpu_threads:=1",  # the test's publishers share the two cores: no oversubscription
             "-p", "input_height:=384",
             "-p", "input_width:=384",
             "-p", "max_frame_age_s:=2.0",
@@ -281,13 +282,15 @@ def test_load_30hz_outputs_stay_recent_without_backlog_or_memory_growth(percepti
     assert sent >= 15 * 30 * 0.7, f"the test could only publish {sent} frames in 15 s"
 
     # Every output refers to a frame that was the newest when the model became free: its age on arrival
-    # is bounded by the model time plus transport, never by a queue of waiting frames.
+    # is bounded by the model time plus transport, never by a queue of waiting frames. The model time
+    # itself varies with the load of the shared cores; the wait outside the model is what a backlog grows.
     ages_s = [t - stamp_to_ns(r.header.stamp) * 1e-9 for t, r in results]
     model_s = [r.inference_time_ms * 1e-3 for _, r in results]
     too_old = [(round(a, 2), round(m, 2)) for a, m in zip(ages_s, model_s) if a > 2.0 * m + 1.0]
     assert not too_old, f"outputs lag behind the input (age s, model s): {too_old}"
-    third = len(ages_s) // 3
-    assert np.median(ages_s[-third:]) < np.median(ages_s[:third]) + 0.5, f"ages grow: {ages_s}"
+    waits_s = [a - m for a, m in zip(ages_s, model_s)]
+    third = len(waits_s) // 3
+    assert np.median(waits_s[-third:]) < np.median(waits_s[:third]) + 1.0, f"waits grow: {waits_s}"
 
     diagnostics = probe.diagnostics()
     assert diagnostics is not None and float(diagnostics["frames_in"]) > 0
@@ -299,3 +302,8 @@ def test_load_30hz_outputs_stay_recent_without_backlog_or_memory_growth(percepti
     settled = rss_samples[len(rss_samples) // 3:]
     growth_mb = (max(settled) - settled[0]) / 2**20
     assert growth_mb < 50, f"RSS grew by {growth_mb:.0f} MB under load: {[s // 2**20 for s in rss_samples]}"
+
+
+def test_cpu_threads_parameter_sets_the_model_thread_count(perception) -> None:
+    _, node = perception
+    assert "1 CPU threads" in node.log(), node.log()[:2000]
