@@ -1,5 +1,5 @@
 """What the node benchmarks (node_latency.py, soak.py) share: the node's command-line options and a
-random-weight small checkpoint."""
+random-weight checkpoint of the small or the default configuration."""
 from __future__ import annotations
 
 import argparse
@@ -7,17 +7,19 @@ from pathlib import Path
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint | --small, --device, --input (network side, px) and --size (camera WIDTHxHEIGHT)."""
+    """--checkpoint | --random CONFIG, --device, --input (network side, px) and --size (camera WIDTHxHEIGHT)."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="checkpoint (default: the shipped one)")
-    source.add_argument("--small", action="store_true", help="a random-weight ModelParams.small() checkpoint")
+    source.add_argument("--random", choices=("small", "default"),
+                        help="a random-weight checkpoint of ModelParams.small() or of the default ModelParams "
+                             "(150 M parameters; speed does not depend on the weights)")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default cpu)")
     parser.add_argument("--input", type=int, default=256, help="square network input size (default 256)")
     parser.add_argument("--size", default="320x240", help="camera image WIDTHxHEIGHT (default 320x240)")
 
 
-def small_checkpoint(directory: Path) -> Path:
-    """A random-weight (seeded) ModelParams.small() checkpoint in ``directory``."""
+def random_checkpoint(directory: Path, config: str) -> Path:
+    """A random-weight (seeded) checkpoint of ``config`` ("small" or "default", no pretrained CLIP) in ``directory``."""
     import torch
 
     from segaff_core.checkpoint import save_checkpoint
@@ -25,5 +27,5 @@ def small_checkpoint(directory: Path) -> Path:
     from segaff_core.model import build_model
 
     torch.manual_seed(0)
-    params = ModelParams.small()
-    return save_checkpoint(build_model(params), params, directory / "small.ckpt")
+    params = ModelParams.small() if config == "small" else ModelParams(clip_pretrain=None)
+    return save_checkpoint(build_model(params), params, directory / f"{config}.ckpt")

@@ -1,6 +1,7 @@
 """End-to-end latency of the perception node next to the bare model on the same frames.
 
-    .venv/bin/python bench/node_latency.py --small            # random-weight ModelParams.small()
+    .venv/bin/python bench/node_latency.py --random small     # random-weight ModelParams.small()
+    .venv/bin/python bench/node_latency.py --random default   # the design's 150 M-parameter model
     .venv/bin/python bench/node_latency.py --checkpoint C.ckpt --device cuda --input 256 --size 640x480
 
 Renders ``--frames`` synthetic RGB-D views, starts ``segaff_ros.perception_node`` as its own process and
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from node_bench_common import add_node_arguments, small_checkpoint
+from node_bench_common import add_node_arguments, random_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,14 +195,14 @@ def main() -> int:
     isolate_ros()
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="segaff_bench_") as tmp:
-        if args.small:
-            checkpoint = small_checkpoint(Path(tmp))
+        if args.random:
+            checkpoint = random_checkpoint(Path(tmp), args.random)
         else:
             from segaff_core.checkpoint import DEFAULT_CHECKPOINT
 
             checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
             if not Path(checkpoint).is_file():
-                raise SystemExit(f"checkpoint {checkpoint} does not exist (name one, or use --small)")
+                raise SystemExit(f"checkpoint {checkpoint} does not exist (name one, or use --random)")
         samples, instruction = render_frames(args.frames, width, height)
         timings = measure(args, checkpoint, samples, instruction, Path(tmp) / "node.log")
     if not timings.end_to_end_s:
@@ -210,7 +211,7 @@ def main() -> int:
     bare_ms = [1e3 * s for s in timings.bare_call_s]
     ratios = np.array(end_to_end_ms) / np.array(bare_ms)
     print(f"{len(end_to_end_ms)} frames {width}x{height}, input {args.input}x{args.input}, device {args.device}, "
-          f"threads {args.threads or 'default'}, checkpoint {'small (random)' if args.small else checkpoint}, instruction {instruction!r}")
+          f"threads {args.threads or 'default'}, checkpoint {f'{args.random} (random)' if args.random else checkpoint}, instruction {instruction!r}")
     print(f"end-to-end (RGB stamp -> ~/result)   {stats_ms(end_to_end_ms)}")
     print(f"node's model time (inference_time)   {stats_ms(timings.node_model_ms)}")
     print(f"bare Predictor call, same frames      {stats_ms(bare_ms)}")

@@ -1,6 +1,6 @@
 """Soak: the perception node fed synchronized RGB-D at 30 Hz for a long time; memory, latency, drops.
 
-    .venv/bin/python bench/soak.py --small                       # 30 minutes, random-weight small model
+    .venv/bin/python bench/soak.py --random small                # 30 minutes, random-weight small model
     .venv/bin/python bench/soak.py --checkpoint C.ckpt --device cuda --minutes 120 --json soak.json
 
 Starts ``segaff_ros.perception_node`` as its own process, publishes one synthetic frame (a tilted plane:
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from node_bench_common import add_node_arguments, small_checkpoint
+from node_bench_common import add_node_arguments, random_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = "open the top drawer"
@@ -295,7 +295,7 @@ def main() -> int:
 
         os.environ["ROS_DOMAIN_ID"] = str(claim_ros_domain_id())
     with tempfile.TemporaryDirectory(prefix="segaff_soak_") as directory:
-        checkpoint = small_checkpoint(Path(directory)) if args.small else args.checkpoint
+        checkpoint = random_checkpoint(Path(directory), args.random) if args.random else args.checkpoint
         report = soak(args, checkpoint, args.node_log or Path(directory) / "node.log")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
