@@ -201,12 +201,14 @@ _PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "sync_queue_size": (10, "messages kept per input while synchronizing", {"integer_range": _int_range(1, 100)}),
     "max_frame_age_s": (1.0, "frames older than this when the model is free are dropped, s (0 = no limit)",
                         {"floating_point_range": _float_range(0.0, 60.0)}),
-    "max_rate_hz": (0.0, "most model runs per second (0 = as fast as the model goes)",
+    "max_rate_hz": (0.0, "most model runs per wall-clock second, also under use_sim_time: a compute budget "
+                         "(0 = as fast as the model goes)",
                     {"floating_point_range": _float_range(0.0, 1000.0)}),
     "image_qos": ("reliable", "reliability of the image and camera_info subscriptions",
                   {"additional_constraints": "reliable (most camera drivers' default) or best_effort (for "
                                              "publishers with sensor-data QoS)"}),
-    "publish_debug_image": (True, "publish ~/debug_image, an rgb8 overlay of the result", {}),
+    "publish_debug_image": (True, "publish ~/debug_image, an rgb8 overlay of the result (drawn only while "
+                                  "someone subscribes)", {}),
     "min_depth_m": (0.1, "smallest valid depth, m", {"floating_point_range": _float_range(0.0, 100.0)}),
     "max_depth_m": (10.0, "largest valid depth, m", {"floating_point_range": _float_range(0.0, 100.0)}),
     "axis_marker_length_m": (0.2, "length of the axis arrow in RViz, m",
@@ -515,7 +517,7 @@ class PerceptionNode(Node):
         header = frame.rgb.header
         mask = conversions.numpy_to_image(prediction.mask, "mono8", header)
         self._mask_pub.publish(mask)
-        if self._debug_pub is not None:
+        if self._debug_pub is not None and self._debug_pub.get_subscription_count() > 0:  # drawn only when watched
             overlay = draw_overlay(
                 decoded.rgb, prediction, decoded.K, instruction, self._params.axis_marker_length_m
             )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -21,3 +22,26 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     params = ModelParams.small()
     return save_checkpoint(build_model(params), params, tmp_path_factory.mktemp("checkpoint") / "small.ckpt")
+
+
+@pytest.fixture
+def node_in_process(small_checkpoint: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The perception node built in this process under the namespace ``/in_process`` (own context; its
+    worker thread runs, its callbacks are never spun). Extra parameters: ``@pytest.mark.node_parameters(name=value)``."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from segaff_ros.perception_node import PerceptionNode
+
+    marker = request.node.get_closest_marker("node_parameters")
+    values = {"checkpoint": str(small_checkpoint), "device": "cpu", "input_height": 64, "input_width": 64,
+              **(marker.kwargs if marker else {})}
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = PerceptionNode(context=context, namespace="in_process",
+                          parameter_overrides=[Parameter(name, value=value) for name, value in values.items()])
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        context.try_shutdown()

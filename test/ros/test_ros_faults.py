@@ -1,6 +1,6 @@
 """Faults around the perception node: the GPU running out of memory on a frame, the camera driver restarting.
 
-Out of memory: a node in this process (own context and namespace, never spun) whose Predictor raises
+Out of memory: a node in this process (conftest's ``node_in_process``, never spun) whose Predictor raises
 ``torch.cuda.OutOfMemoryError`` once; its per-frame processing and ``~/query`` are called directly, so no
 GPU is needed. Restart: a node process and a ``synthetic_camera`` process over real DDS; the camera is
 stopped (Ctrl-C, then SIGKILL as a crashed driver) and started again.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -45,24 +45,6 @@ class OutOfMemoryOnce:
         if self.calls == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return self._predictor(*args)
-
-
-@pytest.fixture
-def node_in_process(small_checkpoint: Path) -> Iterator[PerceptionNode]:
-    """The perception node built in this process under the namespace ``/oom_test`` (not spun)."""
-    import rclpy
-    from rclpy.parameter import Parameter
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    overrides = [Parameter("checkpoint", value=str(small_checkpoint)), Parameter("device", value="cpu"),
-                 Parameter("input_height", value=64), Parameter("input_width", value=64)]
-    node = PerceptionNode(context=context, namespace="oom_test", parameter_overrides=overrides)
-    try:
-        yield node
-    finally:
-        node.destroy_node()
-        context.try_shutdown()
 
 
 def test_out_of_gpu_memory_drops_one_frame_and_the_node_goes_on(
