@@ -84,7 +84,7 @@ class SoakClient:
         from std_msgs.msg import Header, String
 
         from segaff_msgs.msg import AffordanceResult
-        from segaff_ros import conversions
+        from segaff_ros import conversions, publishing
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -105,10 +105,12 @@ class SoakClient:
             conversions.K_to_camera_info(K, width, height, header),
         ]
         self._stamp_to_ns = conversions.stamp_to_ns
+        self._publishing = publishing
         self._lock = threading.Lock()
         self.results: list[tuple[float, float]] = []  # (arrival, latency s), wall clock
         self.counters: dict[str, int] = {name: 0 for name in _NODE_COUNTERS}
         self.frames_sent = 0
+        self.publish_failures = 0
         self.node.create_subscription(AffordanceResult, f"{NODE}/result", self._on_result, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -136,12 +138,14 @@ class SoakClient:
         next_instruction = next_time
         while not self._stop.is_set():
             stamp = self.node.get_clock().now().to_msg()
+            sent = True
             for publisher, msg in zip(self._publishers, self._messages):
                 msg.header.stamp = stamp
-                publisher.publish(msg)
-            self.frames_sent += 1
+                sent &= self._publishing.publish_or_warn(publisher, msg, self.node.get_logger())  # a camera loses the frame
+            self.frames_sent += sent
+            self.publish_failures += not sent
             if time.monotonic() >= next_instruction:  # sticky, but a late subscriber must see it too
-                self._instruction_pub.publish(self._instruction)
+                self._publishing.publish_or_warn(self._instruction_pub, self._instruction, self.node.get_logger())
                 next_instruction += 1.0
             next_time += self._period_s
             self._stop.wait(max(next_time - time.monotonic(), 0.0))
@@ -277,10 +281,12 @@ def soak(args: argparse.Namespace, checkpoint: Optional[Path], log_path: Path) -
         "windows": [asdict(w) for w in windows],
         "verdicts": verdicts(windows, args, alive, exit_code),
         "frames_sent": sent,
+        "publish_failures": client.publish_failures,  # frames the middleware refused to send (back-pressure)
         "results": len(results),
         "node_alive": alive,
         "node_exit_code": exit_code,
     }
+    print(f"frames sent {sent}, refused by the middleware {client.publish_failures}", flush=True)
     for name, verdict in report["verdicts"].items():
         print(f"verdict {name}: {'OK' if verdict['passed'] else 'FAILED'}: {verdict['line']}", flush=True)
     return report

@@ -97,10 +97,27 @@ class TestParams:
 
 @dataclass
 class OptimParams:
-    """AdamW with a multistep schedule; the CLIP backbone learns at ``lr * backbone_lr_multiplier``."""
+    """AdamW; the CLIP backbone learns at ``lr * backbone_lr_multiplier``.
+
+    ``schedule``: ``"multistep"`` (the seed's: ``lr * gamma`` at each epoch of ``milestones``) or ``"cosine"``
+    (per step: a cosine from ``lr`` down to ``lr * min_lr_ratio`` over the run's budget, ``trainer.max_steps``
+    or ``max_epochs`` in steps, or ``max_time``, whichever runs out first, so a time-bounded run also ends
+    annealed; scaled by a linear warm-up over the first ``warmup_steps``).
+    """
 
     lr: float = 1e-4
     weight_decay: float = 1e-4
     backbone_lr_multiplier: float = 0.1
+    schedule: str = "multistep"
     milestones: list[int] = field(default_factory=lambda: [35])
     gamma: float = 0.1
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("multistep", "cosine"):
+            raise ValueError(f"OptimParams.schedule must be 'multistep' or 'cosine', got {self.schedule!r}")
+        if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(
+                f"need warmup_steps >= 0 and 0 <= min_lr_ratio <= 1, got {self.warmup_steps}, {self.min_lr_ratio}"
+            )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, TypeVar
@@ -19,6 +20,7 @@ from typing import Any, Optional, TypeVar
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
@@ -252,7 +254,8 @@ class SegAffordanceModule(L.LightningModule):
         return {"image_id": batch["image_id"], "description": batch["description"], "predictions": predictions}
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW on the trainable parameters (backbone at ``lr * backbone_lr_multiplier``), MultiStepLR by epoch."""
+        """AdamW on the trainable parameters (backbone at ``lr * backbone_lr_multiplier``) and the schedule of
+        :class:`~segaff_core.config.OptimParams`: MultiStepLR by epoch, or warm-up + cosine by step."""
         optim = self.optim_params
         backbone, heads = [], []
         for name, parameter in self.model.named_parameters():
@@ -265,5 +268,35 @@ class SegAffordanceModule(L.LightningModule):
         optimizer = torch.optim.AdamW(
             [group for group in groups if group["params"]], lr=optim.lr, weight_decay=optim.weight_decay
         )
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim.milestones), optim.gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if optim.schedule == "multistep":
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim.milestones), optim.gamma)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        self.training_progress()  # fails now, not at the first step, when the run has no budget
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: self._cosine_factor())
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def training_progress(self) -> float:
+        """Fraction of the run's budget used, in [0, 1]: steps against ``max_steps`` (or ``max_epochs`` in
+        steps), time against ``max_time``, whichever is further. ValueError when the run has no budget."""
+        trainer = self.trainer
+        fractions = []
+        total_steps = trainer.estimated_stepping_batches
+        if math.isfinite(total_steps) and total_steps > 0:
+            fractions.append(trainer.global_step / total_steps)
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        remaining_s = timer.time_remaining("train") if timer is not None else None
+        if remaining_s is not None:
+            elapsed_s = timer.time_elapsed("train")
+            fractions.append(elapsed_s / max(elapsed_s + remaining_s, 1e-9))
+        if not fractions:
+            raise ValueError(
+                "optim.schedule 'cosine' needs a budget: set trainer.max_steps, trainer.max_epochs or trainer.max_time"
+            )
+        return min(max(fractions), 1.0)
+
+    def _cosine_factor(self) -> float:
+        """The learning-rate factor of the warm-up + cosine schedule at the current step."""
+        optim = self.optim_params
+        cosine = 0.5 * (1.0 + math.cos(math.pi * self.training_progress()))
+        warmup = min(1.0, (self.trainer.global_step + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0
+        return warmup * (optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine)

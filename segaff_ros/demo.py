@@ -44,6 +44,7 @@ from segaff_core.synth.sample import find_scene
 from segaff_msgs.msg import AffordanceResult
 from segaff_ros.conversions import image_to_numpy, stamp_to_ns
 from segaff_ros.processes import NodeProcess, claim_ros_domain_id
+from segaff_ros.publishing import publish_or_warn
 from segaff_ros.synthetic_camera import choose_scene
 
 log = logging.getLogger("segaff_demo")
@@ -198,7 +199,7 @@ class DemoNode:
             del images[next(iter(images))]
 
     def publish_instruction(self) -> None:
-        self.instruction_pub.publish(self._message)
+        publish_or_warn(self.instruction_pub, self._message, self.node.get_logger())
 
     def perception_node_ready(self) -> bool:
         """Whether the perception node subscribes to the instruction (it does once its model is loaded)."""

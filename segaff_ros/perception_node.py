@@ -46,6 +46,7 @@ from segaff_msgs.msg import AffordanceResult
 from segaff_msgs.srv import Query
 from segaff_ros import conversions
 from segaff_ros.diagnostics import PipelineStats, to_diagnostic_status
+from segaff_ros.publishing import publish_or_warn
 from segaff_ros.synchronizer import ApproximateTimeSynchronizer, LatestSlot
 
 try:  # the ROS 2 package where installed; the package's own synchronizer.py (same policy) elsewhere
@@ -451,7 +452,7 @@ class PerceptionNode(Node):
         )
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
+        publish_or_warn(self._diagnostics_pub, array, self.get_logger())
 
     # ---- worker -------------------------------------------------------------------------------------
 

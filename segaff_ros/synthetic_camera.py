@@ -36,6 +36,7 @@ from std_msgs.msg import Header, String
 from segaff_core.synth.camera import Orbit
 from segaff_core.synth.sample import SceneSample, SceneViews, find_scene, scene_views
 from segaff_ros import conversions
+from segaff_ros.publishing import publish_or_warn
 
 NODE_NAME = "synthetic_camera"
 AUTO_SEED = -1
@@ -176,15 +177,16 @@ class SyntheticCamera(Node):
         """Publish the current view as RGB, depth and camera_info with one stamp; returns nothing."""
         frame = self._current_frame()
         header = Header(frame_id=self._frame_id, stamp=self.get_clock().now().to_msg())
-        self._rgb_pub.publish(conversions.numpy_to_image(frame.rgb, "rgb8", header))
-        self._depth_pub.publish(conversions.numpy_to_image(frame.depth, self._depth_encoding, header))
-        self._info_pub.publish(conversions.K_to_camera_info(frame.K, self._width, self._height, header))
+        logger = self.get_logger()
+        publish_or_warn(self._rgb_pub, conversions.numpy_to_image(frame.rgb, "rgb8", header), logger)
+        publish_or_warn(self._depth_pub, conversions.numpy_to_image(frame.depth, self._depth_encoding, header), logger)
+        publish_or_warn(self._info_pub, conversions.K_to_camera_info(frame.K, self._width, self._height, header), logger)
 
     def _on_instruction_timer(self) -> None:
         """Publish the target instruction, or the description of the part the camera sways about."""
         text = self._current_frame().instruction
         if text:
-            self._instruction_pub.publish(String(data=text))
+            publish_or_warn(self._instruction_pub, String(data=text), self.get_logger())
 
 
 def main(args: Optional[list[str]] = None) -> int:

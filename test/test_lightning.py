@@ -174,6 +174,48 @@ def test_optimizer_groups_and_schedule() -> None:
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
 
 
+class RecordLearningRate(L.Callback):
+    """The heads' learning rate at the start of every training step."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_cosine_schedule_warms_up_then_anneals_over_max_steps(synthetic_root: Path) -> None:
+    optim = OptimParams(lr=1e-3, schedule="cosine", warmup_steps=2, min_lr_ratio=0.1)
+    record = RecordLearningRate()
+    trainer = quiet_trainer(max_steps=8, callbacks=[record])
+    trainer.fit(small_module(optim=optim), datamodule=SF3DDataModule(str(synthetic_root), **DATA_ARGS))
+    cosine = [1e-4 + 9e-4 * 0.5 * (1 + math.cos(math.pi * step / 8)) for step in range(8)]
+    warmup = [0.5, 1.0] + [1.0] * 6
+    assert record.lrs == pytest.approx([c * w for c, w in zip(cosine, warmup)])
+
+
+def test_cosine_schedule_follows_the_time_budget(synthetic_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning.pytorch.callbacks import Timer
+
+    monkeypatch.setattr(Timer, "time_elapsed", lambda self, stage=None: 45.0)  # 45 s of a 60 s budget
+    monkeypatch.setattr(Timer, "time_remaining", lambda self, stage=None: 15.0)
+    record = RecordLearningRate()
+    trainer = quiet_trainer(max_steps=3, max_time={"minutes": 1}, callbacks=[record])
+    module = small_module(optim=OptimParams(lr=1e-3, schedule="cosine", min_lr_ratio=0.0))
+    trainer.fit(module, datamodule=SF3DDataModule(str(synthetic_root), **DATA_ARGS))
+    # Time (0.75) is further than the steps (0, 1/3, 2/3) at every step: the schedule follows it.
+    assert record.lrs == pytest.approx([1e-3 * 0.5 * (1 + math.cos(math.pi * 0.75))] * 3)
+
+
+def test_cosine_schedule_without_a_budget_is_refused(synthetic_root: Path) -> None:
+    trainer = quiet_trainer(max_steps=-1, max_epochs=-1)
+    module = small_module(optim=OptimParams(schedule="cosine"))
+    with pytest.raises(ValueError, match="needs a budget"):
+        trainer.fit(module, datamodule=SF3DDataModule(str(synthetic_root), **DATA_ARGS))
+    with pytest.raises(ValueError, match="schedule"):
+        OptimParams(schedule="linear")
+
+
 def test_init_checkpoint_loads_weights_strictly(fitted: Any, tmp_path: Path) -> None:
     path = Path(fitted.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
     saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
