@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/learn_synthetic.py                      # 30 minutes, 2000 images at 128 x 128
     .venv/bin/python bench/learn_synthetic.py --minutes 5 --num-images 500
+    .venv/bin/python bench/learn_synthetic.py --data data/synthetic_sf3d -- --model.optim.lr=2e-3
     .venv/bin/python bench/learn_synthetic.py --checkpoint checkpoints/segaff_default.ckpt \
         --data data/synthetic_sf3d --size 160                         # evaluate only (the shipped model)
 
@@ -52,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="rendering and loader processes (default %(default)s)")
     parser.add_argument("--out", type=Path, help="run folder (default: a temporary one)")
     parser.add_argument("--checkpoint", type=Path, help="evaluate this checkpoint instead of training one")
+    parser.add_argument("overrides", nargs="*", metavar="-- --KEY=VALUE",
+                        help="after --: train/fit.py options over the config, e.g. -- --model.optim.lr=2e-3")
     return parser.parse_args()
 
 
@@ -89,7 +92,7 @@ def main() -> None:
             "--config", str(REPO / "config" / "synthetic_train.yaml"),
             f"--data.init_args.root={data_root}", f"--data.init_args.input_size=[{args.size}, {args.size}]",
             f"--data.init_args.num_workers={args.workers}", f"--trainer.default_root_dir={run_dir}",
-            "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+            "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", *args.overrides,
         ]
         if args.checkpoint is None:
             minutes = int(args.minutes)
