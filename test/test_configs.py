@@ -1,0 +1,55 @@
+"""Every training command written in a config file's header parses: the configs' keys and values are
+ones the LightningCLI of train/fit.py accepts (``--print_config`` parses, prints and exits)."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMMAND = re.compile(r"train/fit\.py (fit|validate|test) ((?:--config \S+\s*)+)")
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    commands = []
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        for match in COMMAND.finditer(path.read_text()):
+            configs = re.findall(r"--config (\S+)", match.group(2))
+            commands.append((match.group(1), configs))
+    return commands
+
+
+def fit_script() -> Any:
+    spec = importlib.util.spec_from_file_location("segaff_train_fit", REPO / "train" / "fit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_training_config_has_a_documented_command() -> None:
+    documented = {Path(c).name for _, configs in documented_commands() for c in configs}
+    configs = {p.name for p in (REPO / "config").glob("*.yaml")} - {"perception.yaml"}
+    assert configs <= documented, f"configs without a command in any header: {sorted(configs - documented)}"
+
+
+@pytest.mark.parametrize("subcommand, configs", documented_commands(),
+                         ids=lambda value: "+".join(Path(c).stem for c in value) if isinstance(value, list) else value)
+def test_documented_command_parses(subcommand: str, configs: list[str]) -> None:
+    arguments = [subcommand]
+    for config in configs:
+        arguments += ["--config", str(REPO / config)]
+    printed = io.StringIO()
+    with mock.patch.object(sys, "argv", sys.argv[:1]), contextlib.redirect_stdout(printed), \
+            pytest.raises(SystemExit) as exit_info:
+        fit_script().main([*arguments, "--print_config"])
+    assert exit_info.value.code in (0, None), printed.getvalue()[-2000:]
+    parsed = yaml.safe_load(printed.getvalue())
+    assert parsed["model"]["model_params"]["fpn_in"], "no model parameters in the parsed config"
