@@ -37,13 +37,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=30, help="frames measured (default 30)")
     parser.add_argument("--no-debug-image", action="store_true", help="node without the debug overlay")
     parser.add_argument("--threads", type=int, help="CPU threads of torch in the node and here (default: torch's)")
+    parser.add_argument("--node-log", type=Path, help="keep the node's log in this file (default: a temporary one)")
     return parser.parse_args()
 
 
 def isolate_ros() -> None:
-    """Localhost-only discovery, and a domain of its own unless ROS_DOMAIN_ID is set."""
+    """Localhost-only discovery, a domain of its own unless ROS_DOMAIN_ID is set, and the shipped Fast DDS
+    profile for large images unless a profiles file is set."""
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 101))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    from segaff_ros.processes import use_large_images_profile
+
+    print(f"Fast DDS profile: {use_large_images_profile()}")
 
 
 def render_frames(count: int, width: int, height: int) -> tuple[list[Any], str]:
@@ -204,7 +209,7 @@ def main() -> int:
             if not Path(checkpoint).is_file():
                 raise SystemExit(f"checkpoint {checkpoint} does not exist (name one, or use --random)")
         samples, instruction = render_frames(args.frames, width, height)
-        timings = measure(args, checkpoint, samples, instruction, Path(tmp) / "node.log")
+        timings = measure(args, checkpoint, samples, instruction, args.node_log or Path(tmp) / "node.log")
     if not timings.end_to_end_s:
         raise SystemExit("no frame got a result")
     end_to_end_ms = [1e3 * s for s in timings.end_to_end_s]

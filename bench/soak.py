@@ -296,6 +296,9 @@ def main() -> int:
     """Soak and report; 0 when every verdict holds."""
     args = parse_args()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    from segaff_ros.processes import use_large_images_profile
+
+    print(f"Fast DDS profile: {use_large_images_profile()}", flush=True)
     if "ROS_DOMAIN_ID" not in os.environ:
         from segaff_ros.processes import claim_ros_domain_id
 

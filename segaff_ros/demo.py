@@ -43,7 +43,7 @@ import segaff_core
 from segaff_core.synth.sample import find_scene
 from segaff_msgs.msg import AffordanceResult
 from segaff_ros.conversions import image_to_numpy, stamp_to_ns
-from segaff_ros.processes import NodeProcess, claim_ros_domain_id
+from segaff_ros.processes import NodeProcess, claim_ros_domain_id, use_large_images_profile
 from segaff_ros.publishing import publish_or_warn
 from segaff_ros.synthetic_camera import choose_scene
 
@@ -148,8 +148,8 @@ def parse_args(argv: Optional[list[str]] = None) -> DemoOptions:
 
 
 def configure_ros_environment() -> str:
-    """Give this process and its children their own DDS domain and localhost discovery, unless the user set
-    them; must run before ``rclpy.init``. Returns a description for the log."""
+    """Give this process and its children their own DDS domain, localhost discovery and the large-image Fast
+    DDS profile, unless the user set them; must run before ``rclpy.init``. Returns a description for the log."""
     chosen = []
     if not os.environ.get("ROS_DOMAIN_ID"):
         os.environ["ROS_DOMAIN_ID"] = str(claim_ros_domain_id())
@@ -157,9 +157,11 @@ def configure_ros_environment() -> str:
     if not os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         chosen.append("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    profile = use_large_images_profile()
     origin = f" ({', '.join(chosen)} chosen by the demo)" if chosen else " (as set)"
     return (f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, "
-            f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}{origin}")
+            f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}{origin}, "
+            f"Fast DDS profile {profile}")
 
 
 def _raise_interrupted(signum: int, frame: Optional[FrameType]) -> None:

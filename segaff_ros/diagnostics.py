@@ -30,6 +30,7 @@ class StatsSnapshot:
     frames_processed: int
     dropped_replaced: int
     dropped_stale: int
+    dropped_idle: int  # arrived (or taken by the worker) while no instruction was set
     bad_frames: int
     failed_frames: int
     instructions_set: int  # instruction changes handed to Predictor.set_instruction (it encodes the text)
@@ -44,7 +45,7 @@ class StatsSnapshot:
         return (
             f"input {self.input_hz:.1f} Hz, processed {self.processed_hz:.1f} Hz, "
             f"latency {self.latency_mean_ms:.0f} ms (max {self.latency_max_ms:.0f}), "
-            f"dropped {self.dropped_replaced} replaced / {self.dropped_stale} stale, "
+            f"dropped {self.dropped_replaced} replaced / {self.dropped_stale} stale / {self.dropped_idle} idle, "
             f"{self.bad_frames} bad, {self.failed_frames} failed"
         )
 
@@ -61,6 +62,7 @@ class PipelineStats:
             "frames_processed": 0,
             "dropped_replaced": 0,
             "dropped_stale": 0,
+            "dropped_idle": 0,
             "bad_frames": 0,
             "failed_frames": 0,
             "instructions_set": 0,

@@ -377,7 +377,9 @@ class PerceptionNode(Node):
         frame = Frame(rgb, depth, camera_info, conversions.stamp_to_ns(rgb.header.stamp))
         with self._frame_lock:
             self._latest_frame = frame
-        if self._instruction and self._slot.put(frame):
+        if not self._instruction:
+            self._stats.count("dropped_idle")
+        elif self._slot.put(frame):
             self._stats.count("dropped_replaced")
 
     def _on_instruction(self, msg: String) -> None:
@@ -465,7 +467,10 @@ class PerceptionNode(Node):
                 break
             frame = self._slot.take(timeout_s=0.5)
             instruction = self._instruction
-            if frame is None or not instruction:
+            if frame is None:
+                continue
+            if not instruction:
+                self._stats.count("dropped_idle")
                 continue
             age_s = (self.get_clock().now().nanoseconds - frame.stamp_ns) * 1e-9
             if 0.0 < self._params.max_frame_age_s < age_s:

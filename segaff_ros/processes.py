@@ -6,7 +6,8 @@ with SIGKILL leaves no orphan either) and then runs ``MODULE`` as ``__main__``, 
 would (a Ctrl-C that cuts its imports short ends it with code 130 instead of a traceback). The child gets
 a session of its own, so a Ctrl-C in the terminal reaches the parent only, which then stops its children
 in order (:meth:`NodeProcess.stop`: SIGINT, then SIGKILL after a timeout).
-:func:`claim_ros_domain_id` picks a ``ROS_DOMAIN_ID`` that no other process on the machine holds.
+:func:`claim_ros_domain_id` picks a ``ROS_DOMAIN_ID`` that no other process on the machine holds;
+:func:`use_large_images_profile` gives Fast DDS the shipped profile for camera-sized messages.
 
 Used by the demo (:mod:`segaff_ros.demo`) and the ROS tests. No rclpy import here.
 """
@@ -29,6 +30,36 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PARENT_PID_VARIABLE = "SEGAFF_PARENT_PID"
 _INTERRUPTED_EXIT_CODE = 130  # of a node that Ctrl-C stopped before it could handle it (128 + SIGINT)
 _domain_lock: Optional[IO[str]] = None
+
+
+FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+LARGE_IMAGES_PROFILE = "fastdds_large_images.xml"
+
+
+def large_images_profile() -> Path:
+    """The shipped Fast DDS profile for camera images (config/fastdds_large_images.xml): from the package's
+    share directory when installed by colcon, else from this source tree."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return Path(__file__).resolve().parents[1] / "config" / LARGE_IMAGES_PROFILE
+    try:
+        return Path(get_package_share_directory("segaff_ros")) / "config" / LARGE_IMAGES_PROFILE
+    except (PackageNotFoundError, OSError):  # not installed by colcon, or no AMENT_PREFIX_PATH
+        return Path(__file__).resolve().parents[1] / "config" / LARGE_IMAGES_PROFILE
+
+
+def use_large_images_profile() -> str:
+    """Point Fast DDS (this process and its children) at :func:`large_images_profile` unless a profiles file
+    is already set; must run before the process's first DDS participant. Returns the file in use."""
+    for variable in FASTDDS_PROFILE_VARIABLES:
+        if os.environ.get(variable):
+            return os.environ[variable]
+    profile = large_images_profile()
+    if not profile.is_file():
+        raise FileNotFoundError(f"the Fast DDS profile {profile} is missing")
+    os.environ[FASTDDS_PROFILE_VARIABLES[0]] = str(profile)
+    return str(profile)
 
 
 def claim_ros_domain_id() -> int:

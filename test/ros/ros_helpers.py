@@ -25,7 +25,8 @@ DIAGNOSTIC_NAME = "segaff_perception: affordance perception"
 
 
 def isolate_ros_environment() -> int:
-    """Set ROS_DOMAIN_ID (a free one) and localhost-only discovery for this process and its children.
+    """Set ROS_DOMAIN_ID (a free one), localhost-only discovery and the shipped Fast DDS profile
+    (config/fastdds_large_images.xml) for this process and its children.
 
     Must run before ``rclpy.init``; returns the domain id.
     """
@@ -34,6 +35,9 @@ def isolate_ros_environment() -> int:
     os.environ["ROS_DOMAIN_ID"] = os.environ["SEGAFF_TEST_ROS_DOMAIN_ID"]
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_LOCALHOST_ONLY", None)
+    for variable in processes.FASTDDS_PROFILE_VARIABLES:  # the shipped profile, as the demo uses it
+        os.environ.pop(variable, None)
+    processes.use_large_images_profile()
     return int(os.environ["ROS_DOMAIN_ID"])
 
 
