@@ -7,6 +7,8 @@
    model), and the Predictor's network per frame; fp32 rows, and with --bf16 autocast rows.
 3. With --bf16: the accuracy cost of bf16 autocast against fp32 on rendered synthetic frames (mask IoU,
    axis angle, interaction point) and both per-frame latencies.
+4. With --options: the Predictor end to end at the first size for each precision (fp16 on CUDA only) with
+   and without channels_last and torch.compile, split into preprocess, network and post-processing.
 
 Example: ``python bench/model_latency.py --config default --sizes 256 416 --threads 2 --bf16``
 """
@@ -183,6 +185,26 @@ def bf16_accuracy(model: SegAffordanceModel, device: torch.device, size: int, fr
                 statistics.median(latency["fp32"]), statistics.median(latency["bf16"]), len(latency["fp32"]))
 
 
+def predictor_options(model: SegAffordanceModel, device: torch.device, size: int, warmup: int, repeats: int) -> None:
+    """Section 4: the Predictor per frame (cached text) for every precision x channels_last x compile."""
+    rgb, depth_m, K = _frame(size)
+    precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+    logger.info("\n[4] Predictor end to end, %dx%d, median ms of %d after %d warm-up frames", size, size, repeats, warmup)
+    logger.info("%9s %13s %7s %10s %8s %11s %7s", "precision", "channels_last", "compile", "preprocess",
+                "network", "postprocess", "total")
+    for precision in precisions:
+        for channels_last in (False, True):
+            for compiled in (False, True):
+                predictor = Predictor(model, input_size=(size, size), device=device, precision=precision,
+                                      channels_last=channels_last, compile=compiled)
+                predictor.warmup(runs=max(2, warmup))
+                predictor.set_instruction(INSTRUCTION)
+                timings = [predictor(rgb, depth_m, INSTRUCTION, K).timings for _ in range(warmup + repeats)][warmup:]
+                medians = [statistics.median(t[key] for t in timings)
+                           for key in ("preprocess", "image", "postprocess", "total")]
+                logger.info("%9s %13s %7s %10.2f %8.2f %11.2f %7.2f", precision, channels_last, compiled, *medians)
+
+
 def _model(config: str, checkpoint: Optional[Path]) -> SegAffordanceModel:
     if checkpoint is not None:
         return load_model(checkpoint)[0]
@@ -200,6 +222,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="add bf16 autocast rows and the bf16 accuracy check")
+    parser.add_argument("--options", action="store_true",
+                        help="add the Predictor per precision x channels_last x torch.compile (section 4)")
     parser.add_argument("--frames", type=int, default=4, help="synthetic frames for the bf16 accuracy check")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -220,6 +244,8 @@ def main() -> None:
     stage_table(model, device, args.sizes, args.bf16, args.warmup, args.repeats)
     if args.bf16:
         bf16_accuracy(model, device, args.sizes[0], args.frames, max(1, args.repeats // 5))
+    if args.options:
+        predictor_options(model, device, args.sizes[0], args.warmup, args.repeats)
     logger.info("\nat end: %s", _load())
 
 

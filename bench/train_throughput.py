@@ -70,6 +70,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (default %(default)s)")
     parser.add_argument("--num-workers", type=int, default=2, help="loader processes (default %(default)s)")
+    parser.add_argument("--data", type=Path,
+                        help="an existing SceneFun3D-format root (segaff synth --format sf3d) instead of generating one")
     return parser.parse_args()
 
 
@@ -111,8 +113,10 @@ def main() -> None:
     precisions = ["32-true"] + (["bf16-mixed", "16-mixed"] if args.accelerator == "cuda" else [])
     needed = (args.warmup + args.steps + 1) * args.batch_size
     with tempfile.TemporaryDirectory(prefix="segaff_throughput_") as scratch:
-        root = Path(scratch) / "sf3d"
-        generate_dataset("sf3d", root, max(10, needed // 2), seed=0, image_size=(args.size, args.size))
+        root = args.data
+        if root is None:
+            root = Path(scratch) / "sf3d"
+            generate_dataset("sf3d", root, max(10, needed // 2), seed=0, image_size=(args.size, args.size))
         datamodule = SF3DDataModule(
             str(root), input_size=(args.size, args.size), batch_size=args.batch_size,
             num_workers=args.num_workers, train_split=None, pin_memory=args.accelerator == "cuda",
