@@ -222,7 +222,10 @@ def main() -> int:
     print(f"bare Predictor call, same frames      {stats_ms(bare_ms)}")
     print(f"bare network forward ('image')       {stats_ms(timings.bare_forward_ms)}")
     print(f"ratio end-to-end / bare Predictor     median {np.median(ratios):.2f}   "
-          f"(ratio of medians {np.median(end_to_end_ms) / np.median(bare_ms):.2f})")
+          f"(ratio of medians {np.median(end_to_end_ms) / np.median(bare_ms):.2f}; goal <= 1.15)")
+    print(f"ratio end-to-end / bare network       "
+          f"{np.median(end_to_end_ms) / np.median(timings.bare_forward_ms):.2f} (ratio of medians; the rest is "
+          "pre/post-processing, which the Predictor call includes too)")
     return 0
 
 

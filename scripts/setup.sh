@@ -14,9 +14,12 @@ hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 stamp_ok() { [ -f "$stamps/$1" ] && [ "$(cat "$stamps/$1")" = "$2" ]; }
 stamp_set() { mkdir -p "$stamps"; echo "$2" >"$stamps/$1"; }
 
-# --- system packages (libusb for open3d; cmake + a C/C++ compiler for segaff_msgs) -------------
+# --- system packages (venv for Python; libusb for open3d; cmake + a C/C++ compiler for segaff_msgs) ---
 missing=()
-ldconfig -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null || missing+=(libusb-1.0-0)  # no -q: SIGPIPE under pipefail
+# ldconfig lives in /sbin, which a normal user's PATH on Debian does not hold.
+ldconfig_bin="$(command -v ldconfig || echo /sbin/ldconfig)"
+"$ldconfig_bin" -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null || missing+=(libusb-1.0-0)  # no -q: SIGPIPE under pipefail
+[ -x "$venv/bin/python" ] || "$python" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v cmake >/dev/null || missing+=(cmake)
 command -v cc >/dev/null || missing+=(gcc)
 command -v c++ >/dev/null || missing+=(g++)

@@ -384,15 +384,12 @@ class PerceptionNode(Node):
 
     def _on_instruction(self, msg: String) -> None:
         """A new sticky instruction; empty or whitespace stops processing. Returns nothing."""
-        text = msg.data.strip()
-        if len(text) > MAX_INSTRUCTION_CHARS:
-            self.get_logger().warning(
-                f"instruction of {len(text)} characters truncated to {MAX_INSTRUCTION_CHARS}",
-                throttle_duration_sec=_LOG_THROTTLE_S,
-            )
-            text = text[:MAX_INSTRUCTION_CHARS]
-        if text == self._instruction:
+        full_text = msg.data.strip()
+        text = full_text[:MAX_INSTRUCTION_CHARS]
+        if text == self._instruction:  # the same instruction again (ros2 topic pub repeats it): nothing to do
             return
+        if len(full_text) > MAX_INSTRUCTION_CHARS:
+            self.get_logger().warning(f"instruction of {len(full_text)} characters truncated to {MAX_INSTRUCTION_CHARS}")
         self._instruction = text
         with self._frame_lock:
             frame = self._latest_frame

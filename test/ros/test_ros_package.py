@@ -29,6 +29,21 @@ def test_package_xml_is_a_valid_format_3_ament_python_package() -> None:
             "message_filters", "diagnostic_msgs", "launch_ros", "rviz2"} <= exec_depends
 
 
+def test_a_workspace_laid_out_as_the_readme_says_finds_both_packages(tmp_path: Path) -> None:
+    """colcon and rosdep stop descending at a package, so segaff_msgs (inside the repository's root package)
+    is found through the README's symbolic link; catkin_pkg's crawl is the one rosdep uses."""
+    packages = pytest.importorskip("catkin_pkg.packages")
+    src = tmp_path / "segaff_ws" / "src"
+    src.mkdir(parents=True)
+    (src / "segaffordance").symlink_to(REPO_ROOT, target_is_directory=True)  # the clone
+    assert {p.name for p in packages.find_packages(str(src)).values()} == {"segaff_ros"}, "nesting is hidden"
+    (src / "segaff_msgs").symlink_to(Path("segaffordance") / "segaff_msgs", target_is_directory=True)
+    found = {p.name: path for path, p in packages.find_packages(str(src)).items()}
+    assert found == {"segaff_ros": "segaffordance", "segaff_msgs": "segaff_msgs"}
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "ln -s segaffordance/segaff_msgs segaff_msgs" in readme
+
+
 def test_setup_cfg_installs_executables_where_ros2_run_finds_them() -> None:
     config = configparser.ConfigParser()
     config.read(REPO_ROOT / "setup.cfg")
