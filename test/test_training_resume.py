@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,10 +18,12 @@ import pytest
 import torch
 
 from segaff_core.callbacks import AtomicCheckpointIO
+from segaff_core.checkpoint import CheckpointError
 from segaff_core.synth import generate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-MAX_EPOCHS = 2
+MAX_EPOCHS = 4
+KILL_WINDOW_S = 0.6  # the kill lands uniformly in this window after the first last.ckpt: often during a write
 TRAIN_BATCHES = 2
 START_TIMEOUT_S = 120.0
 
@@ -33,7 +36,8 @@ class RecordTrainStart(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         state = {"epoch": trainer.current_epoch, "global_step": trainer.global_step,
-                 "state_dict": pl_module.state_dict()}
+                 "state_dict": pl_module.state_dict(), "optimizer": trainer.optimizers[0].state_dict(),
+                 "lr_schedulers": [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]}
         torch.save(state, self.path)
 
 
@@ -64,9 +68,21 @@ def foreign_tmpdir(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield {"TMPDIR": directory}
 
 
+def _tensors_equal(a: Any, b: Any) -> bool:
+    """Nested dicts/lists of tensors and plain values compare equal."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_tensors_equal, a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("kill_seed", [0, 1])
 def test_resume_after_sigkill_continues_from_last_checkpoint(
-    tmp_path: Path, foreign_tmpdir: dict[str, str]
+    tmp_path: Path, foreign_tmpdir: dict[str, str], kill_seed: int
 ) -> None:
     data_root = tmp_path / "sf3d"
     generate_dataset("sf3d", data_root, num_images=20, seed=0, image_size=(64, 64), views_per_scene=2)
@@ -86,6 +102,7 @@ def test_resume_after_sigkill_continues_from_last_checkpoint(
             first.kill()
             pytest.fail("no last.ckpt within the time limit")
         time.sleep(0.005)
+    time.sleep(random.Random(kill_seed).uniform(0.0, KILL_WINDOW_S))  # a random moment, seeded to be replayable
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     first.stderr.close()
@@ -109,6 +126,8 @@ def test_resume_after_sigkill_continues_from_last_checkpoint(
     assert start["global_step"] == at_kill["global_step"]
     assert start["state_dict"].keys() == at_kill["state_dict"].keys()
     assert all(torch.equal(start["state_dict"][k], v) for k, v in at_kill["state_dict"].items())
+    assert _tensors_equal(start["optimizer"], at_kill["optimizer_states"][0]), "AdamW's moments were not restored"
+    assert _tensors_equal(start["lr_schedulers"], at_kill["lr_schedulers"])
 
     final = torch.load(last, map_location="cpu", weights_only=True)
     assert final["epoch"] == MAX_EPOCHS - 1
@@ -133,3 +152,56 @@ def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(
         io.save_checkpoint({"epoch": 2, "weights": torch.zeros(3)}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # the partial file was removed
+
+
+def test_atomic_checkpoint_io_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    leftover = directory / ".last.ckpt.0123abcd.partial"  # what a SIGKILL during a write leaves
+    leftover.write_bytes(b"partial bytes")
+    other = directory / ".epoch=1.ckpt.0123abcd.partial"  # another target's: not this write's business
+    other.write_bytes(b"partial bytes")
+    AtomicCheckpointIO().save_checkpoint({"epoch": 3}, directory / "last.ckpt")
+    assert sorted(p.name for p in directory.iterdir()) == [".epoch=1.ckpt.0123abcd.partial", "last.ckpt"]
+
+
+class _Payload:
+    """Runs ``os.mkdir(marker)`` when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_checkpoint_io_loads_weights_only_whatever_is_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "last.ckpt"
+    torch.save({"epoch": 0, "payload": _Payload(marker)}, path)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # would make torch.load's default unsafe
+    io = AtomicCheckpointIO()
+    with pytest.raises(CheckpointError, match="refusing to load checkpoint"):
+        io.load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="weights_only=False"):
+        io.load_checkpoint(path, weights_only=False)
+    assert not marker.exists()
+    safe = tmp_path / "safe.ckpt"
+    io.save_checkpoint({"epoch": 2, "weights": torch.ones(2)}, safe)
+    assert io.load_checkpoint(safe)["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_resuming_from_a_checkpoint_with_pickled_code_is_refused(tmp_path: Path) -> None:
+    data_root = tmp_path / "sf3d"
+    generate_dataset("sf3d", data_root, num_images=4, seed=0, image_size=(64, 64), views_per_scene=2)
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    torch.save({"epoch": 0, "global_step": 2, "payload": _Payload(marker)}, run_dir / "checkpoints" / "last.ckpt")
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    resumed = subprocess.run(fit_command(data_root, run_dir, "--ckpt_path=last"), cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode != 0
+    assert "refusing to load checkpoint" in resumed.stderr, resumed.stderr[-3000:]
+    assert not marker.exists(), "code in the checkpoint ran"
