@@ -48,7 +48,7 @@ class OutOfMemoryOnce:
 
 
 def test_out_of_gpu_memory_drops_one_frame_and_the_node_goes_on(
-    node_in_process: PerceptionNode, monkeypatch: pytest.MonkeyPatch
+    node_in_process: PerceptionNode, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     node = node_in_process
     emptied: list[bool] = []
@@ -62,6 +62,7 @@ def test_out_of_gpu_memory_drops_one_frame_and_the_node_goes_on(
     after_oom = node._stats.snapshot()
     assert (after_oom.failed_frames, after_oom.frames_processed) == (1, 0)
     assert emptied, "the CUDA cache was not emptied after running out of memory"
+    assert "out of GPU memory: frame dropped" in capfd.readouterr().err  # rclpy logs to the process's stderr
 
     node._process(frame, INSTRUCTION)
     after = node._stats.snapshot()

@@ -244,16 +244,22 @@ BAD_INPUTS = {
     "no-camera-info": (FrameSpec(send_camera_info=False), "do not synchronize"),
     "stale-frames": (FrameSpec(stamp_offset_s=-5.0), "older than max_frame_age_s"),
 }
+BAD_INPUT_COUNTERS = {"no-camera-info": None, "stale-frames": "dropped_stale"}
+"""The /diagnostics counter each bad input raises (None: no synchronized frame, nothing to count); else bad_frames."""
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_logged_skipped_and_the_node_keeps_serving(perception, case: str) -> None:
     probe, node = perception
     bad_spec, expected_log = BAD_INPUTS[case]
+    counter = BAD_INPUT_COUNTERS.get(case, "bad_frames")
+    counted_before = probe.fresh_diagnostic_count(counter) if counter else 0
     instruction = f"open the drawer ({case})"
     with FrameStream(probe, bad_spec, rate_hz=10.0) as bad:
         logged = wait_until(lambda: expected_log in node.log(), TIMEOUT_S, action=lambda: probe.instruct(instruction))
     assert logged, f"no log line with {expected_log!r}:\n{node.log()[-3000:]}"
+    if counter:
+        assert probe.fresh_diagnostic_count(counter) > counted_before, f"{case} not counted as {counter}"
     assert node.alive()
     assert results_for(probe, bad.stamps) == [], "a result was published for a bad frame"
     assert node.log().count(expected_log) <= 3, "the bad input is not throttled in the log"
