@@ -2,6 +2,7 @@
 import dataclasses
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -12,11 +13,12 @@ from segaff_core.model import build_model
 from segaff_core.model.backbone import clip_model_config
 
 
-def _openai_layout_clip(seed: int = 0) -> CLIP:
-    """A random CLIP ResNet (the small test config) whose state dict looks like OpenAI's RN50.pt:
-    OpenAI key names plus the ``input_resolution``/``context_length``/``vocab_size`` entries."""
+def _openai_layout_clip(seed: int = 0, clip_config: Optional[dict] = ModelParams.small().clip_config) -> CLIP:
+    """A random CLIP ResNet (by default the small test config; ``None``: the real RN50 sizes) whose state
+    dict looks like OpenAI's RN50.pt: OpenAI key names plus the ``input_resolution``/``context_length``/
+    ``vocab_size`` entries."""
     torch.manual_seed(seed)
-    config = clip_model_config("RN50", ModelParams.small().clip_config)
+    config = clip_model_config("RN50", clip_config)
     clip = CLIP(config["embed_dim"], config["vision_cfg"], config["text_cfg"], quick_gelu=True).eval()
     with torch.no_grad():
         clip.visual.layer1[0].bn3.weight.normal_()  # open_clip zero-initialises these; make the check meaningful
@@ -49,17 +51,34 @@ def _assert_backbone_equals(model, clip: CLIP) -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
-def test_torchscript_archive(tmp_path, reference_clip):
-    path = tmp_path / "RN50.pt"
+def _save_torchscript(clip: CLIP, path: Path) -> set[str]:
+    """``clip`` traced and saved as a TorchScript archive (OpenAI's format); returns the archived keys."""
     tokens = torch.zeros(1, 77, dtype=torch.long)
     tokens[0, :2] = torch.tensor([49406, 49407])
     with warnings.catch_warnings():  # torch.jit tracing/saving are deprecated, yet that is OpenAI's format
         warnings.simplefilter("ignore")
-        torch.jit.save(torch.jit.trace_module(reference_clip, {"encode_text": tokens}), str(path))
-        archived_keys = set(torch.jit.load(str(path)).state_dict())
+        torch.jit.save(torch.jit.trace_module(clip, {"encode_text": tokens}), str(path))
+        return set(torch.jit.load(str(path)).state_dict())
+
+
+def test_torchscript_archive(tmp_path, reference_clip):
+    path = tmp_path / "RN50.pt"
+    archived_keys = _save_torchscript(reference_clip, path)
     assert {"input_resolution", "context_length", "vocab_size", "logit_scale"} <= archived_keys
     assert "attn_mask" not in archived_keys
     _assert_backbone_equals(build_model(_params(path)), reference_clip)
+
+
+@pytest.mark.slow
+def test_full_size_rn50_torchscript_archive_in_half_precision(tmp_path):
+    """The real RN50 sizes, fp16 weights as in OpenAI's RN50.pt, into the default model configuration."""
+    clip = _openai_layout_clip(seed=1, clip_config=None).half()
+    path = tmp_path / "RN50.pt"
+    _save_torchscript(clip, path)
+    assert path.stat().st_size > 190e6  # 102 M fp16 parameters
+    model = build_model(ModelParams(clip_pretrain=str(path)))
+    assert model.backbone.visual.attnpool.positional_embedding.shape == (50, 2048)
+    _assert_backbone_equals(model, clip)
 
 
 def test_plain_state_dict_in_half_precision(tmp_path, reference_clip):

@@ -255,3 +255,30 @@ def test_shape_mismatch_of_trajectory_rejected() -> None:
     outputs["trajectory"] = outputs["trajectory"][:, :10]
     with pytest.raises(ValueError, match="trajectory"):
         compute_losses(outputs, batch, LossParams())
+
+
+def test_motion_type_uses_label_smoothing_0_1() -> None:
+    outputs, batch = make_case((0, 1))
+    outputs["motion_type_logits"] = torch.tensor([[10.0, -10.0], [-10.0, 10.0]])  # confident and right
+    _, terms = compute_losses(outputs, batch, LossParams())
+    log_right, log_wrong = -math.log1p(math.exp(-20.0)), -20.0 - math.log1p(math.exp(-20.0))
+    expected = -(0.95 * log_right + 0.05 * log_wrong)  # smoothing 0.1 spread over 2 classes
+    assert LossParams().label_smoothing == 0.1
+    assert terms["motion_type"].item() == pytest.approx(expected, rel=1e-5)  # about 1.0, not 0
+
+
+def test_point_map_is_bce_against_a_gaussian_of_sigma_8_feature_pixels() -> None:
+    assert LossParams().point_sigma == 8.0
+    outputs, batch = make_case((0, 1))
+    h, w = outputs["point_logits"].shape[-2:]
+    outputs["point_logits"] = torch.full_like(outputs["point_logits"], 1.0)
+    _, terms = compute_losses(outputs, batch, LossParams())
+    # BCE(z, y) = log(1 + e^z) - z y at every pixel; y is the Gaussian around the point's pixel centre.
+    rows, cols = np.mgrid[0:h, 0:w]
+    means = []
+    for x, y in batch["point"].numpy():
+        centre_col, centre_row = x * w - 0.5, y * h - 0.5
+        target = np.exp(-((cols - centre_col) ** 2 + (rows - centre_row) ** 2) / (2 * 8.0**2))
+        means.append(target.mean())
+    expected = math.log1p(math.e) - float(np.mean(means))
+    assert terms["point_map"].item() == pytest.approx(expected, rel=1e-5)

@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from segaff_core.config import ModelParams
+from segaff_core.config import LossParams, ModelParams
+from segaff_core.losses import compute_losses
 from segaff_core.model import SegAffordanceModel, TextFeatures, build_model
 from segaff_core.model.layers import DepthEncoder, soft_argmax
 from segaff_core.text import tokenize
@@ -80,15 +81,51 @@ def test_small_config_is_small(small_model):
     assert sum(p.numel() for p in small_model.parameters()) < 8e6
 
 
-def test_gradients_reach_every_parameter():
+def _loss_batch(batch: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    """A collated batch as the data sets give it (the data sample contract), for compute_losses."""
+    point_3d = torch.tensor([[0.1, 0.2, 1.5], [0.0, -0.1, 2.0]])[:batch]
+    return {
+        **_targets(batch, height, width),
+        "point": torch.tensor([[0.3, 0.4], [0.6, 0.5]])[:batch],
+        "point_3d": point_3d,
+        "origin": point_3d + torch.tensor([0.2, 0.0, 0.1]),
+        "trajectory": torch.linspace(0.0, 0.2, 20)[None, :, None].expand(batch, 20, 3).clone(),
+        "has_trajectory": torch.ones(batch, dtype=torch.bool),
+    }
+
+
+def test_gradients_of_the_training_loss_reach_every_parameter():
+    """Two AdamW steps on compute_losses: every parameter gets a non-zero finite gradient. (open_clip
+    zero-initialises each bottleneck's last BatchNorm, so its residual branch learns from the second step.)"""
     model = _small_model().train()
     image, depth, text = _inputs(2, 256, 192)
-    out = model(image, depth, text, targets=_targets(2, 256, 192))
-    assert "vae_mu" in out
-    sum(value.sum() for value in out.values()).backward()
-    no_grad = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert not no_grad, no_grad
-    assert model.motion_head.encoder[0].weight.grad.abs().sum() > 0  # the CVAE posterior was used
+    batch = _loss_batch(2, 256, 192)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for step in range(2):
+        optimizer.zero_grad()
+        out = model(image, depth, text, targets=batch)
+        assert "vae_mu" in out
+        total, _ = compute_losses(out, batch, LossParams())
+        total.backward()
+        if step == 0:
+            assert model.motion_head.encoder[0].weight.grad.abs().sum() > 0  # the CVAE posterior was used
+            optimizer.step()
+    stalled = [name for name, p in model.named_parameters()
+               if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    assert not stalled, stalled
+
+
+@pytest.mark.parametrize("batch,height,width", [(1, 256, 192), (4, 256, 256)])
+def test_default_config_output_shapes(batch, height, width):
+    torch.manual_seed(0)
+    model = build_model(ModelParams(clip_pretrain=None)).eval()
+    image, depth, text = _inputs(batch, height, width)
+    with torch.inference_mode():
+        out = model(image, depth, text)
+    assert tuple(out["mask_logits"].shape) == (batch, 1, height // 4, width // 4)
+    assert tuple(out["point_logits"].shape) == (batch, 1, height // 4, width // 4)
+    assert tuple(out["axis"].shape) == (batch, 3) and tuple(out["trajectory"].shape) == (batch, 20, 3)
+    assert all(torch.isfinite(value).all() for value in out.values())
 
 
 def test_frozen_parts_get_no_gradient():
