@@ -20,6 +20,7 @@ setup(
         (f"share/{package_name}/launch", glob("launch/*.launch.py")),
         (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{package_name}/rviz", glob("rviz/*.rviz")),
+        (f"share/{package_name}/checkpoints", glob("checkpoints/*.ckpt")),  # segaff_core.paths finds it there
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -22,11 +22,13 @@ from torch import Tensor
 
 from segaff_core.config import ModelParams
 from segaff_core.model import SegAffordanceModel, build_model
+from segaff_core.paths import find_default_checkpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "segaff_default.ckpt"
-"""The shipped default checkpoint, ``checkpoints/segaff_default.ckpt`` at the repository root."""
+DEFAULT_CHECKPOINT = find_default_checkpoint()
+"""The shipped default checkpoint: ``checkpoints/segaff_default.ckpt`` at the repository root, or its
+installed copy under ``share/segaff_ros/checkpoints`` (:func:`segaff_core.paths.find_default_checkpoint`)."""
 
 MODEL_PREFIX = "model."
 """Prefix of the network's weights in the LightningModule's state dict."""

@@ -154,7 +154,7 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument(
-        "--input-size", default="256x256", metavar="WxH", help="network input size (default: %(default)s)"
+        "--input-size", metavar="WxH", help="network input size (default: the size the checkpoint was trained at)"
     )
 
 
@@ -165,7 +165,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from segaff_core.inference import Predictor, check_depth_size
     from segaff_core.visualize import draw_overlay
 
-    input_size = parse_size(args.input_size, "--input-size")
+    options = {"input_size": parse_size(args.input_size, "--input-size")} if args.input_size else {}
     rgb = read_rgb(args.rgb)
     depth_m = read_depth(args.depth)
     try:
@@ -174,7 +174,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         raise CliError(f"{args.depth} does not match {args.rgb}: {error}") from None
     K = parse_intrinsics(args.intrinsics) if args.intrinsics else read_camera_info(args.camera_info, rgb.shape[:2])
     predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=args.device, input_size=input_size, precision=args.precision
+        args.checkpoint, device=args.device, precision=args.precision, **options
     )
     prediction = predictor(rgb, depth_m, args.text, K)
     try:
@@ -300,7 +300,7 @@ def _run_export(args: argparse.Namespace) -> int:
     stored = read_checkpoint(path)
     model, _ = model_from_checkpoint(stored, f"checkpoint {path}")
     if args.input_size:
-        input_size = parse_size(args.input_size, "--input-size")
+        options = {"input_size": parse_size(args.input_size, "--input-size")} if args.input_size else {}
     else:
         input_size = training_input_size(stored) or (256, 256)
     report = export_onnx(model, args.onnx, input_size)

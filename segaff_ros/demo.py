@@ -39,7 +39,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
-import segaff_core
+from segaff_core.paths import find_default_checkpoint
 from segaff_core.synth.sample import find_scene
 from segaff_msgs.msg import AffordanceResult
 from segaff_ros.conversions import image_to_numpy, stamp_to_ns
@@ -50,8 +50,8 @@ from segaff_ros.synthetic_camera import choose_scene
 log = logging.getLogger("segaff_demo")
 
 DEFAULT_INSTRUCTION = "open the top drawer"
-#: ``segaff_core.checkpoint.DEFAULT_CHECKPOINT``, named here without importing torch.
-DEFAULT_CHECKPOINT = Path(segaff_core.__file__).resolve().parents[1] / "checkpoints" / "segaff_default.ckpt"
+#: ``segaff_core.checkpoint.DEFAULT_CHECKPOINT``, found here without importing torch.
+DEFAULT_CHECKPOINT = find_default_checkpoint()
 CAMERA_NAMESPACE = "/camera"  # as launch/demo.launch.py
 INSTRUCTION_TOPIC = "/segaff/instruction"  # as launch/demo.launch.py
 PERCEPTION_NODE = "/segaff_perception"

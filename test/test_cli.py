@@ -90,6 +90,27 @@ def test_predict_writes_the_predictors_result_and_an_overlay(scene, checkpoint_p
     assert len(stdout) == 1 and expected["motion_type"] in stdout[0]
 
 
+def test_predict_defaults_to_the_shipped_checkpoint_at_its_training_size(scene, tmp_path):
+    out = tmp_path / "out"
+    assert main(predict_args(scene, None, out, **{"--checkpoint": None, "--input-size": None})) == 0
+    predictor = Predictor.from_checkpoint(device="cpu")  # the shipped one, at the size it was trained at
+    expected = predictor(scene["rgb"], scene["depth_m"], scene["text"], scene["K"]).to_dict()
+    del expected["timings"]
+    assert read_result(out) == {"instruction": scene["text"], **expected}
+
+
+def test_predict_reads_jpeg_rgb(scene, checkpoint_path, tmp_path):
+    jpeg = tmp_path / "rgb.jpg"
+    assert cv2.imwrite(str(jpeg), cv2.cvtColor(scene["rgb"], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert main(predict_args(scene, checkpoint_path, out, **{"--rgb": str(jpeg)})) == 0
+    decoded = cv2.cvtColor(cv2.imread(str(jpeg)), cv2.COLOR_BGR2RGB)
+    predictor = Predictor.from_checkpoint(checkpoint_path, device="cpu", input_size=(64, 64))
+    expected = predictor(decoded, scene["depth_m"], scene["text"], scene["K"]).to_dict()
+    del expected["timings"]
+    assert read_result(out) == {"instruction": scene["text"], **expected}
+
+
 def test_camera_info_and_npy_depth_give_the_same_result(scene, checkpoint_path, tmp_path):
     reference, other = tmp_path / "reference", tmp_path / "other"
     assert main(predict_args(scene, checkpoint_path, reference)) == 0

@@ -192,8 +192,11 @@ def test_cli_names_the_bad_record_and_keeps_an_existing_out(tmp_path, capsys):
 
     existing = tmp_path / "existing.lmdb"
     existing.mkdir()
+    (existing / "data.mdb").write_bytes(b"an earlier conversion")
     assert main(["convert-sf3d", "--src", str(seed), "--out", str(existing), "--trust-pickle", "--skip-bad"]) == 2
-    assert "exists" in capsys.readouterr().err and not any(existing.iterdir())
+    assert "exists" in capsys.readouterr().err
+    assert [p.name for p in existing.iterdir()] == ["data.mdb"]
+    assert (existing / "data.mdb").read_bytes() == b"an earlier conversion"
     assert main(["convert-sf3d", "--src", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
                  "--trust-pickle"]) == 2
     assert "no LMDB at" in capsys.readouterr().err
