@@ -2,8 +2,9 @@
 
 Without ``--opd-root`` / ``--sf3d-root`` it first writes roots of the real data's sizes to a temporary
 directory: OPDMulti-like 256 x 192 HDF5 images, SceneFun3D-like 1920 x 1440 JPEGs with 256 x 192
-16-bit depth PNGs. The number to compare against: a loader keeps up when its samples/s is at least
-batch size x the train steps/s that ``bench/train_throughput.py`` prints for the same batch size.
+16-bit depth PNGs. Then it times the training step (forward, losses, backward, AdamW; no Lightning) of
+``--model`` on the loaders' own batches in this process, and prints each loader's rate against it. The
+goal: loader samples/s >= 2 x training-step samples/s with the configured workers.
 
 Example: ``python bench/data_throughput.py --num-workers 2 --batch-size 16 --batches 30``
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,13 +23,19 @@ from typing import Any, Optional
 
 import cv2
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
-from segaff_core.data import OPDDataModule, SF3DDataModule
+from segaff_core.config import ModelParams
+from segaff_core.data import OPDDataModule, SF3DDataModule, collate_samples
+from segaff_core.lightning_module import SegAffordanceModule
+from segaff_core.losses import compute_losses
 from segaff_core.data.opd import write_h5_depth, write_h5_images
 from segaff_core.data.sf3d_format import write_lmdb
 
 logger = logging.getLogger("data_throughput")
+
+MODELS = {"small": ModelParams.small(), "default": ModelParams(clip_pretrain=None)}
 
 OPD_SIZE = (192, 256)  # OPDMulti (H, W)
 SF3D_SIZE = (1440, 1920)  # SceneFun3D RGB (H, W)
@@ -126,6 +135,28 @@ def measure(loader: DataLoader, num_batches: int) -> float:
     return samples / (time.perf_counter() - started)
 
 
+def training_step_samples_per_s(params: ModelParams, batch: dict[str, Any], steps: int, warmup: int = 2) -> float:
+    """Samples/s of the training step of a fresh model on ``batch``: forward, losses, backward, AdamW."""
+    torch.manual_seed(0)
+    module = SegAffordanceModule(model_params=params).train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    started = 0.0
+    for index in range(warmup + steps):
+        if index == warmup:
+            started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        total, _ = compute_losses(module(batch, with_targets=True), batch, module.loss_params)
+        total.backward()
+        optimizer.step()
+    return steps * len(batch["image"]) / (time.perf_counter() - started)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; "
+            f"torch {torch.__version__}")
+
+
 def _datamodules(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     common = dict(input_size=(args.input_size, args.input_size), batch_size=args.batch_size,
@@ -149,18 +180,28 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=256, help="square input size")
     parser.add_argument("--batches", type=int, default=20, help="batches timed per loader")
     parser.add_argument("--num-images", type=int, default=64, help="images per synthetic root")
+    parser.add_argument("--model", choices=sorted(MODELS), default="small",
+                        help="the model whose training step the loaders must feed (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps (default %(default)s)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
+    logger.info("%s", _machine())
 
     with tempfile.TemporaryDirectory(prefix="segaff_data_bench_") as scratch:
-        for name, datamodule in _datamodules(args, Path(scratch)).items():
+        datamodules = _datamodules(args, Path(scratch))
+        for datamodule in datamodules.values():
             datamodule.setup("fit")
-            rate = measure(datamodule.train_dataloader(), args.batches)
-            logger.info("%-5s %7.1f samples/s  (batch %d, %d workers, input %d, colour jitter on)",
-                        name, rate, args.batch_size, args.num_workers, args.input_size)
-    logger.info("compare: samples/s >= batch size x train steps/s of bench/train_throughput.py "
-                "(same batch size and device) means the loader keeps up")
+        # The step first, while no loader worker runs beside it.
+        step_batch = collate_samples([datamodules["sf3d"].datasets["train"][i] for i in range(args.batch_size)])
+        step_rate = training_step_samples_per_s(MODELS[args.model], step_batch, args.steps)
+        rates = {name: measure(datamodule.train_dataloader(), args.batches) for name, datamodule in datamodules.items()}
+    logger.info("training step, %s model: %7.1f samples/s (batch %d, input %d, CPU)", args.model, step_rate,
+                args.batch_size, args.input_size)
+    for name, rate in rates.items():
+        verdict = "keeps the step fed" if rate >= 2.0 * step_rate else "too slow for the goal"
+        logger.info("loader %-5s %7.1f samples/s (%d workers, colour jitter on) = %.1f x the step (goal >= 2): %s",
+                    name, rate, args.num_workers, rate / step_rate, verdict)
 
 
 if __name__ == "__main__":
