@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from sf3d_records import SF3D_K, SF3D_SIZE, sf3d_record
 from segaff_core.data import DatasetError, SF3DDataModule, SF3DDataset, UnsafePathError, collate_samples
 from segaff_core.data.transforms import Preprocess
-from segaff_core.data.sf3d_format import decode_record, encode_record, opened_in, read_metadata, write_lmdb
+from segaff_core.data.sf3d_format import decode_record, encode_record, open_lmdb, opened_in, read_metadata, write_lmdb
 from segaff_core.text import tokenize
 
 
@@ -225,6 +225,16 @@ def test_lmdb_is_reopened_in_every_worker(sf3d_make_root):
     batches = list(DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_samples))
     assert [i for b in batches for i in b["image_id"]] == [f"images/frame_{i}.jpg" for i in range(6)]
     assert torch.equal(batches[0]["mask"][0], first["mask"])
+
+
+def test_lmdb_is_opened_read_only_without_locking(sf3d_make_root):
+    root = sf3d_make_root()
+    (root / "data.lmdb" / "lock.mdb").unlink(missing_ok=True)
+    dataset = SF3DDataset(root, input_size=(64, 64))
+    dataset[0]
+    flags = open_lmdb(dataset.lmdb_path).flags()
+    assert flags["readonly"] and not flags["lock"] and not flags["readahead"]
+    assert not (root / "data.lmdb" / "lock.mdb").exists()  # read-only media and many workers: no lock file
 
 
 def test_datamodule_loaders(sf3d_make_root):

@@ -122,6 +122,27 @@ def test_predictor_options_give_the_same_prediction(model, frame):
         Predictor(model, device="cpu", threads=0)
 
 
+def test_cpu_bf16_autocast_stays_close_to_fp32(model, frame):
+    rgb, depth = frame
+    fp32 = Predictor(model, input_size=(64, 96), device="cpu")(rgb, depth, TEXTS[0], K)
+    bf16 = Predictor(model, input_size=(64, 96), device="cpu", precision="bf16")(rgb, depth, TEXTS[0], K)
+    union = np.logical_or(fp32.mask, bf16.mask).sum()
+    assert union == 0 or np.logical_and(fp32.mask, bf16.mask).sum() / union > 0.95
+    assert abs(fp32.mask_score - bf16.mask_score) < 0.02
+    assert np.hypot(*np.subtract(fp32.point_px, bf16.point_px)) < 2.0
+    assert np.degrees(np.arccos(np.clip(np.dot(fp32.axis, bf16.axis), -1.0, 1.0))) < 3.0
+    assert fp32.motion_type == bf16.motion_type
+
+
+def test_threads_option_sets_torch_intra_op_threads(model):
+    before = torch.get_num_threads()
+    try:
+        Predictor(model, input_size=(64, 96), device="cpu", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_compile_failure_falls_back_to_eager(model, frame, monkeypatch, caplog):
     rgb, depth = frame
     expected = Predictor(model, input_size=(64, 96), device="cpu")(rgb, depth, TEXTS[0], K)
