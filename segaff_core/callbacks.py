@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+import cv2
+import lightning.pytorch as pl
+import numpy as np
 import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from segaff_core.checkpoint import CheckpointError, read_checkpoint
@@ -72,3 +78,54 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if isinstance(get_filesystem(path), LocalFileSystem):
             return read_checkpoint(path)  # onto the CPU, as Lightning's default map_location; clear errors
         return super().load_checkpoint(path, map_location, weights_only=True)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes what ``predict`` computes: ``<output_dir>/predictions.jsonl`` (a line per sample: its
+    ``image_id``, ``description`` and the :class:`~segaff_core.inference.AffordancePrediction` fields but
+    the mask) and ``<output_dir>/masks/<n>.png`` (mono8, 255 = part; ``mask_file`` in the line).
+
+    ``output_dir`` None: ``<trainer.default_root_dir>/predictions``. A run starts the file afresh; each
+    batch's lines are appended and flushed as they come, so a killed run keeps what it predicted.
+    """
+
+    def __init__(self, output_dir: Optional[str] = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self._count = 0
+
+    def _directory(self, trainer: "pl.Trainer") -> Path:
+        return Path(self.output_dir or os.path.join(trainer.default_root_dir, "predictions"))
+
+    def on_predict_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        directory = self._directory(trainer)
+        (directory / "masks").mkdir(parents=True, exist_ok=True)
+        (directory / "predictions.jsonl").write_text("")
+        self._count = 0
+
+    def write_on_batch_end(
+        self,
+        trainer: "pl.Trainer",
+        pl_module: "pl.LightningModule",
+        prediction: Any,
+        batch_indices: Optional[Sequence[int]],
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        if prediction is None:  # every sample of the batch was skipped as bad
+            return
+        directory = self._directory(trainer)
+        lines = []
+        for image_id, description, result in zip(
+            prediction["image_id"], prediction["description"], prediction["predictions"]
+        ):
+            mask_file = f"masks/{self._count:06d}.png"
+            if not cv2.imwrite(str(directory / mask_file), result.mask.astype(np.uint8) * 255):
+                raise OSError(f"cannot write {directory / mask_file}")
+            fields = {key: value for key, value in result.to_dict().items() if key != "mask"}
+            lines.append(json.dumps({"image_id": image_id, "description": description, "mask_file": mask_file,
+                                     **fields}))
+            self._count += 1
+        with open(directory / "predictions.jsonl", "a", encoding="utf-8") as stream:
+            stream.write("".join(line + "\n" for line in lines))

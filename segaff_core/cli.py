@@ -300,7 +300,7 @@ def _run_export(args: argparse.Namespace) -> int:
     stored = read_checkpoint(path)
     model, _ = model_from_checkpoint(stored, f"checkpoint {path}")
     if args.input_size:
-        options = {"input_size": parse_size(args.input_size, "--input-size")} if args.input_size else {}
+        input_size = parse_size(args.input_size, "--input-size")
     else:
         input_size = training_input_size(stored) or (256, 256)
     report = export_onnx(model, args.onnx, input_size)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from segaff_core import checkpoint, geometry
 from segaff_core.geometry import normalised_to_pixel
-from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD
+from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD, resize_image_tensor, resize_nearest_tensor
 from segaff_core.model import SegAffordanceModel, TextConditioning, fold_batchnorm
 from segaff_core.text import tokenize
 
@@ -354,16 +354,10 @@ class Predictor:
         Resizing and normalisation run on the device; the image goes there as uint8."""
         height, width = rgb.shape[:2]
         image = self._to_device(rgb).permute(2, 0, 1)[None].float()  # (1, 3, H, W) in [0, 255]
-        if (height, width) != self.input_size:
-            shrinking = self.input_size[0] <= height and self.input_size[1] <= width
-            if shrinking:
-                image = F.interpolate(image, size=self.input_size, mode="area")
-            else:
-                image = F.interpolate(image, size=self.input_size, mode="bilinear", align_corners=False)
+        image = resize_image_tensor(image, self.input_size)  # the pixels the data sets give in training
         image = torch.addcmul(self._shift, image, self._scale).contiguous(memory_format=self.memory_format)
         depth = self._to_device(depth_m)[None, None]  # (1, 1, h, w)
-        if depth.shape[-2:] != self.input_size:
-            depth = F.interpolate(depth, size=self.input_size, mode="nearest-exact")
+        depth = resize_nearest_tensor(depth, self.input_size)
         return image, depth.contiguous(memory_format=self.memory_format)
 
     def __call__(self, rgb: np.ndarray, depth_m: np.ndarray, text: str, K: Any) -> AffordancePrediction:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import cv2
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -142,6 +144,22 @@ def test_validate_and_test_write_reports(
     assert 0.0 <= metrics["mIoU"] <= 1.0 and 0.0 <= metrics["P_Det"] <= 1.0
     table = (log_dir / f"{report}.md").read_text()
     assert "| mIoU |" in table and f"| num_samples | {num_samples} |" in table
+
+
+def test_predict_writes_a_line_and_a_mask_per_test_sample(fitted: Any, synthetic_root: Path, tmp_path: Path) -> None:
+    last = Path(fitted.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    run_cli("predict", synthetic_root, tmp_path, f"--ckpt_path={last}")
+    out = tmp_path / "predictions"
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    test_set = SF3DDataset(synthetic_root, "test")
+    assert len(lines) == len(test_set)
+    assert [line["description"] for line in lines] == [test_set[i]["description"] for i in range(len(test_set))]
+    for line in lines:
+        mask = cv2.imread(str(out / line["mask_file"]), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+        assert line["motion_type"] in ("translation", "rotation") and len(line["trajectory"]) == 20
+        assert "mask" not in line
+    assert len(list((out / "masks").iterdir())) == len(lines)
 
 
 def test_frozen_parts_keep_their_weights_while_the_decoder_trains(synthetic_root: Path) -> None:

@@ -25,9 +25,7 @@ def predictor() -> Predictor:
 @pytest.mark.parametrize("instruction", [
     "open the top drawer",
     "open the left door",
-    # strict: once the shipped model selects it, this xfail fails and must be removed
-    pytest.param("open the bottom drawer", marks=pytest.mark.xfail(
-        strict=True, reason="the CPU-trained default checkpoint reaches IoU 0.39 here (issue 5 stays open)")),
+    "open the bottom drawer",  # a scene with two columns of drawers: the lowest one overall
 ])
 def test_the_named_part_is_selected_on_a_held_out_scene(predictor: Predictor, instruction: str) -> None:
     found = find_scene(instruction, HELD_OUT_SEEDS, min_siblings=1)  # a scene where the phrase must choose

@@ -1,6 +1,7 @@
 """Resizing image / depth / mask, K scaling and CLIP normalisation of one sample."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,9 +11,9 @@ from segaff_core.data.transforms import (
     CLIP_MEAN,
     CLIP_STD,
     Preprocess,
-    image_to_unit,
     normalize,
     resize_depth,
+    area_weights,
     resize_image,
     resize_mask,
     scale_K,
@@ -28,10 +29,36 @@ def test_clip_statistics_are_open_clips():
 def test_resize_image_averages_when_shrinking_and_keeps_size_otherwise():
     rgb = np.zeros((4, 4, 3), dtype=np.uint8)
     rgb[:2, :2] = 200
+    rgb[0, 2] = 100
     small = resize_image(rgb, (2, 2))
-    assert small.shape == (2, 2, 3) and small[0, 0, 0] == 200 and small[1, 1, 0] == 0
-    assert resize_image(rgb, (4, 4)) is rgb
+    assert small.dtype == np.float32 and small.shape == (2, 2, 3)
+    assert small[0, 0, 0] == 200.0 and small[1, 1, 0] == 0.0 and small[0, 1, 0] == pytest.approx(25.0)
     assert resize_image(rgb, (8, 6)).shape == (8, 6, 3)
+
+
+@pytest.mark.parametrize("source, target", [(256, 160), (240, 160), (1440, 160), (480, 160), (7, 3)])
+def test_area_weights_are_cv2_inter_area(source, target):
+    image = np.random.default_rng(source).uniform(0, 255, (source, 5)).astype(np.float32)
+    expected = cv2.resize(image, (5, target), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(area_weights(source, target) @ image, expected, atol=1e-3)
+
+
+def test_training_and_inference_see_the_same_pixels():
+    """The data sets and the Predictor resize and normalise alike, also at non-integer scales."""
+    from segaff_core.config import ModelParams
+    from segaff_core.inference import Predictor
+    from segaff_core.model import build_model
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    depth = rng.uniform(0.5, 3.0, (240, 320)).astype(np.float32)
+    K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])
+    for size in [(160, 160), (96, 128), (288, 352)]:
+        trained, trained_depth, _, _ = Preprocess(input_size=size)(rgb, depth, np.zeros((240, 320), np.uint8), K)
+        predictor = Predictor(build_model(ModelParams.small()), input_size=size, device="cpu")
+        image, inferred_depth = predictor._preprocess(rgb, depth)  # resized on the device
+        torch.testing.assert_close(image[0], trained, atol=2e-4, rtol=0.0)  # cv2 bilinear: fixed point
+        torch.testing.assert_close(inferred_depth[0], trained_depth)
 
 
 def test_resize_depth_keeps_invalid_zeros_and_never_mixes_values():
@@ -68,9 +95,9 @@ def test_scale_K_per_axis_keeps_normalised_projections():
 
 def test_normalize_maps_the_clip_mean_colour_to_zero():
     rgb = np.broadcast_to(np.round(np.asarray(CLIP_MEAN) * 255).astype(np.uint8), (4, 5, 3))
-    image = normalize(image_to_unit(rgb))
+    image = normalize(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)
     assert image.shape == (3, 4, 5) and np.abs(image).max() < 0.01
-    white = normalize(image_to_unit(np.full((1, 1, 3), 255, np.uint8)))[:, 0, 0]
+    white = normalize(np.ones((3, 1, 1), np.float32))[:, 0, 0]
     np.testing.assert_allclose(white, (1 - np.asarray(CLIP_MEAN)) / np.asarray(CLIP_STD), rtol=1e-5)
 
 

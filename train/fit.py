@@ -12,7 +12,10 @@ One LightningModule for every data set; the data module (``segaff_core.data.OPDD
   Lightning 2.6 ``save_last=True`` writes ``last.ckpt`` only when a top-k checkpoint is saved in the same
   step, i.e. only when the monitored metric improves.
 
-Both write to ``<trainer.default_root_dir>/checkpoints`` (a fixed folder, so ``--ckpt_path last`` finds
+``predict`` also writes what it predicts (:class:`segaff_core.callbacks.PredictionWriter`, key
+``prediction_writer``): ``<trainer.default_root_dir>/predictions/predictions.jsonl`` and ``masks/``.
+
+Both checkpoint callbacks write to ``<trainer.default_root_dir>/checkpoints`` (a fixed folder, so ``--ckpt_path last`` finds
 the newest ``last*.ckpt`` of the run), atomically (:class:`segaff_core.callbacks.AtomicCheckpointIO`, the
 default ``trainer.plugins``: a ``--trainer.plugins`` list replaces it). Other callbacks, such as the
 LearningRateMonitor of the training configs, are ``trainer.callbacks``. TensorBoard logs, the resolved
@@ -29,6 +32,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from segaff_core.callbacks import PredictionWriter
 from segaff_core.lightning_module import SegAffordanceModule
 
 DEFAULT_ROOT_DIR = "runs/segaff"
@@ -45,6 +49,7 @@ class SegAffordanceCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")  # acts in predict only
         parser.set_defaults(
             {
                 "trainer.default_root_dir": DEFAULT_ROOT_DIR,

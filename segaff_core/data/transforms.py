@@ -2,18 +2,22 @@
 
 Sizes are ``(height, width)``. The image is resized with area averaging when it shrinks and bilinear
 otherwise; depth and mask with pixel-centre-aligned nearest neighbour, so invalid depth (0) never
-mixes with valid depth and masks stay binary. K is scaled separately in x and y
-(:func:`segaff_core.geometry.scale_intrinsics`), so normalised pixel coordinates do not change.
+mixes with valid depth and masks stay binary. The Predictor resizes on its device with
+:func:`resize_image_tensor` and :func:`resize_nearest_tensor`: the same pixels as training. K is scaled
+separately in x and y (:func:`segaff_core.geometry.scale_intrinsics`), so normalised pixel coordinates
+do not change.
 Training augmentation is photometric only: a geometric one (a flip) would have to mirror the
 words "left" and "right" in the instruction too.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torchvision.transforms import ColorJitter
 
@@ -23,42 +27,90 @@ CLIP_MEAN: tuple[float, float, float] = tuple(OPENAI_DATASET_MEAN)
 CLIP_STD: tuple[float, float, float] = tuple(OPENAI_DATASET_STD)
 
 
+def area_weights(source: int, target: int) -> np.ndarray:
+    """``(target, source)`` float32 weights of area averaging along one axis: each output pixel is the
+    mean of the input over its footprint, partial pixels weighted by their overlap (cv2.INTER_AREA)."""
+    edges = np.arange(target + 1) * (source / target)
+    pixels = np.arange(source)
+    overlap = np.minimum(edges[1:, None], pixels[None, :] + 1) - np.maximum(edges[:-1, None], pixels[None, :])
+    return (np.clip(overlap, 0.0, None) * (target / source)).astype(np.float32)
+
+
+def nearest_indices(source: int, target: int) -> np.ndarray:
+    """Source index of each of ``target`` pixels along one axis: the pixel under its centre."""
+    return np.minimum(((np.arange(target) + 0.5) * (source / target)).astype(np.int64), source - 1)
+
+
 def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``rgb`` (H, W, 3) resized to ``size``: INTER_AREA when shrinking both sides, else bilinear."""
+    """``rgb`` (H, W, 3) -> float32 (h, w, 3) in the input's range: area averaging (cv2.INTER_AREA) when
+    shrinking both sides, else bilinear. :func:`resize_image_tensor` gives the same pixels on a device."""
     height, width = size
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    shrinking = height <= rgb.shape[0] and width <= rgb.shape[1]
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    image = rgb.astype(np.float32)  # float: no rounding back to uint8, as on the device
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = height <= image.shape[0] and width <= image.shape[1]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def _resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+@functools.lru_cache(maxsize=32)
+def _device_area_weights(source: int, target: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(area_weights(source, target)).to(device)
+
+
+@functools.lru_cache(maxsize=32)
+def _device_nearest_indices(source: int, target: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(nearest_indices(source, target)).to(device)
+
+
+def resize_image_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float ``image (B, C, H, W)`` resized to ``size`` on its device with the pixels of :func:`resize_image`
+    (what the network saw in training): area averaging as two matrix products with :func:`area_weights`
+    (kept on the device per size), else bilinear."""
+    height, width = size
+    source_height, source_width = image.shape[-2:]
+    if (source_height, source_width) == (height, width):
+        return image
+    if height <= source_height and width <= source_width:
+        rows = _device_area_weights(source_height, height, image.device)
+        columns = _device_area_weights(source_width, width, image.device)
+        return rows @ image @ columns.T
+    return F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``array`` (H, W, ...) resized to ``size`` by :func:`nearest_indices` (values never mix)."""
     height, width = size
     if array.shape[:2] == (height, width):
         return array
-    return cv2.resize(array, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    return array[nearest_indices(array.shape[0], height)[:, None], nearest_indices(array.shape[1], width)]
+
+
+def resize_nearest_tensor(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``array (..., H, W)`` resized to ``size`` on its device by the indices of :func:`resize_nearest`."""
+    height, width = size
+    source_height, source_width = array.shape[-2:]
+    if (source_height, source_width) == (height, width):
+        return array
+    rows = _device_nearest_indices(source_height, height, array.device)
+    columns = _device_nearest_indices(source_width, width, array.device)
+    return array.index_select(-2, rows).index_select(-1, columns)
 
 
 def resize_depth(depth_m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Depth (H, W) in metres resized (nearest) to ``size``; NaN, inf and values <= 0 become 0 (invalid)."""
     depth = np.asarray(depth_m, dtype=np.float32)
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0))
-    return _resize_nearest(depth, size)
+    return resize_nearest(depth, size)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Binary mask (H, W) resized (nearest) to ``size``."""
-    return _resize_nearest(np.asarray(mask, dtype=np.uint8), size)
+    return resize_nearest(np.asarray(mask, dtype=np.uint8), size)
 
 
 def scale_K(K: np.ndarray, source_size: tuple[int, int], target_size: tuple[int, int]) -> np.ndarray:
     """Intrinsics of an image of ``source_size`` for the same image resized to ``target_size``."""
     return scale_intrinsics(K, target_size[1] / source_size[1], target_size[0] / source_size[0])
-
-
-def image_to_unit(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB (H, W, 3) -> float32 (3, H, W) in [0, 1] (numpy: no thread pool for small arrays)."""
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
@@ -86,7 +138,8 @@ class Preprocess:
         ``K`` belongs to the mask's size; rgb and depth show the same view at any resolution (a
         reduced decode, a depth sensor registered to the RGB camera).
         """
-        image = image_to_unit(resize_image(rgb, self.input_size))
+        image = np.ascontiguousarray(resize_image(rgb, self.input_size).transpose(2, 0, 1))  # (3, h, w)
+        image *= np.float32(1.0 / 255.0)
         if self.augment:
             image = self.jitter(torch.from_numpy(image)).numpy()
         depth = torch.from_numpy(resize_depth(depth_m, self.input_size))[None]
