@@ -299,36 +299,3 @@ def write_report(metrics: dict[str, float], json_path: PathLike, markdown_path: 
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     markdown_path.write_text("\n".join(lines) + "\n")
     logger.info("wrote metrics to %s and %s", json_path, markdown_path)
-
-
-def _load_sizes(path: PathLike, what: str) -> dict[str, float]:
-    """``{key: size}`` from a JSON object of ``{key: {"diameter"|"diagonal": metres, ...}}``."""
-    path = Path(path)
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read the {what} file {path}: {error}") from error
-    if not isinstance(table, dict):
-        raise ValueError(f"{what} file {path} must hold a JSON object keyed by model id")
-    sizes: dict[str, float] = {}
-    for key, entry in table.items():
-        size = entry.get("diameter", entry.get("diagonal")) if isinstance(entry, dict) else None
-        if not isinstance(size, (int, float)):
-            raise ValueError(f"{what} file {path}: entry {key!r} has no numeric 'diameter' or 'diagonal'")
-        sizes[str(key)] = float(size)
-    return sizes
-
-
-def load_opdreal_diameters(real_attr_json: PathLike) -> dict[str, float]:
-    """Object diameters by model id from OPDReal's ``real-attr.json`` (``diameter`` or ``diagonal``)."""
-    return _load_sizes(real_attr_json, "OPDReal real-attr.json")
-
-
-def load_opdmulti_diameters(obj_info_json: PathLike) -> dict[str, float]:
-    """Object diagonals by object key from OPDMulti's object-info JSON (``diagonal`` or ``diameter``)."""
-    return _load_sizes(obj_info_json, "OPDMulti object-info")
-
-
-def opdreal_model_id(file_name: str) -> str:
-    """The model id of an OPDReal image, the key of ``real-attr.json``: the file name before the first '-'."""
-    return Path(file_name).name.split("-", 1)[0]

@@ -153,13 +153,31 @@ def test_diameter_from_real_attr(opd_make_root):
     assert dataset[other]["diameter"].item() == 0.0
 
 
-def test_origin_outside_the_image_is_dropped_and_logged(opd_make_root, caplog):
-    def behind_camera(coco):
-        coco["annotations"][1]["motion"]["current_origin"][2] *= -1
+def test_diameter_from_opdmulti_obj_info(opd_make_root):
+    root = opd_make_root("multi")
+    coco, _ = _annotations(root)
+    object_key = coco["annotations"][0]["object_key"]
+    (root / "obj_info.json").write_text(json.dumps({object_key: {"diagonal": 0.9}}))
+    dataset = OPDDataset(root, "valid")
+    assert dataset[0]["diameter"].item() == pytest.approx(0.9)
+    other = next(i for i, a in enumerate(coco["annotations"]) if a["object_key"] != object_key)
+    assert dataset[other]["diameter"].item() == 0.0
 
+
+def _behind_camera(coco):
+    coco["annotations"][1]["motion"]["current_origin"][2] *= -1
+
+
+def _beside_the_image(coco):
+    motion = coco["annotations"][1]["motion"]
+    motion["current_origin"][0] = motion["current_origin"][2] * 50.0  # in front, far right of the image
+
+
+@pytest.mark.parametrize("edit", [_behind_camera, _beside_the_image], ids=["behind-camera", "beside-the-image"])
+def test_origin_outside_the_image_is_dropped_and_logged(opd_make_root, caplog, edit):
     full = len(OPDDataset(opd_make_root("real"), "valid"))
     with caplog.at_level(logging.INFO, logger="segaff_core.data.opd"):
-        dataset = OPDDataset(opd_make_root("real", edit=behind_camera), "valid")
+        dataset = OPDDataset(opd_make_root("real", edit=edit), "valid")
     assert len(dataset) == full - 1
     assert "1 annotations dropped" in caplog.text
 

@@ -10,15 +10,14 @@ import pytest
 import torch
 
 from segaff_core.config import TestParams as EvalParams  # "Test*" would be collected by pytest
+from segaff_core.data import DatasetError
+from segaff_core.data.opd import load_diameters
 from segaff_core.metrics import (
     MetricAccumulator,
     axis_error_deg,
     bbox_iou,
     evaluate_sample,
-    load_opdmulti_diameters,
-    load_opdreal_diameters,
     mask_iou,
-    opdreal_model_id,
     origin_error_opd,
     origin_error_seed,
     write_report,
@@ -248,13 +247,12 @@ def test_write_report(tmp_path: Path) -> None:
 def test_diameter_loaders(tmp_path: Path) -> None:
     real_attr = tmp_path / "real-attr.json"
     real_attr.write_text(json.dumps({"0": {"diameter": 1.5, "min_bound": [0, 0, 0]}, "7": {"diagonal": 2}}))
-    assert load_opdreal_diameters(real_attr) == {"0": 1.5, "7": 2.0}
+    assert load_diameters(real_attr) == {"0": 1.5, "7": 2.0}
     obj_info = tmp_path / "obj_info.json"
     obj_info.write_text(json.dumps({"scene_1_obj_2": {"diagonal": 0.75}}))
-    assert load_opdmulti_diameters(obj_info) == {"scene_1_obj_2": 0.75}
+    assert load_diameters(obj_info) == {"scene_1_obj_2": 0.75}
     obj_info.write_text(json.dumps({"scene_1_obj_2": {"size": 0.75}}))
-    with pytest.raises(ValueError, match="scene_1_obj_2"):
-        load_opdmulti_diameters(obj_info)
-    with pytest.raises(ValueError, match="missing.json"):
-        load_opdreal_diameters(tmp_path / "missing.json")
-    assert opdreal_model_id("valid/42-0-17.png") == "42"
+    with pytest.raises(DatasetError, match="obj_info.json: entry 'scene_1_obj_2'"):
+        load_diameters(obj_info)
+    with pytest.raises(DatasetError, match="missing.json"):
+        load_diameters(tmp_path / "missing.json")

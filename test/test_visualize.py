@@ -7,7 +7,7 @@ import torch
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD
 from segaff_core.geometry import project
 from segaff_core.inference import AffordancePrediction
-from segaff_core.visualize import AXIS_LENGTH_M, draw_overlay, draw_sample
+from segaff_core.visualize import AXIS_LENGTH_M, TRAJECTORY_COLOR, draw_overlay, draw_sample
 
 HEIGHT, WIDTH = 120, 160
 K = np.array([[150.0, 0.0, 79.5], [0.0, 150.0, 59.5], [0.0, 0.0, 1.0]])
@@ -55,6 +55,9 @@ def test_overlay_draws_where_the_prediction_is(rgb):
     assert changed[69, 59]  # the interaction point
     assert not changed[HEIGHT - 5, WIDTH - 5]  # far from everything
     assert changed[5:15, 5:40].any()  # the label
+    end_u, end_v = project(prediction.trajectory[-1:], K)[0]  # the trajectory ends in a dot of its colour
+    end_colour = overlay[int(round(end_v)), int(round(end_u))].astype(int)
+    assert np.abs(end_colour - np.array(TRAJECTORY_COLOR)).max() < 30, end_colour
 
 
 def test_invalid_3d_draws_no_axis(rgb):

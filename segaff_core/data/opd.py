@@ -139,14 +139,24 @@ def load_json(path: Path) -> Any:
 
 
 def load_diameters(path: Optional[Path]) -> dict[str, float]:
-    """Object sizes in metres: OPDReal ``real-attr.json`` (``diameter`` by model id) or OPDMulti
-    ``obj_info.json`` (``diagonal`` by object_key); empty when ``path`` is None."""
+    """Object sizes in metres: OPDReal ``real-attr.json`` (``diameter`` by model id, the image file name
+    before its first '-') or OPDMulti ``obj_info.json`` (``diagonal`` by object_key); empty when ``path`` is
+    None. DatasetError naming the file (and the entry) when it cannot be read or an entry has no size."""
     if path is None:
         return {}
-    return {
-        str(key): float(value["diameter"] if "diameter" in value else value["diagonal"])
-        for key, value in load_json(path).items()
-    }
+    try:
+        table = load_json(path)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read the object size file {path}: {error}") from None
+    if not isinstance(table, dict):
+        raise DatasetError(f"object size file {path} must hold a JSON object keyed by model id or object key")
+    sizes: dict[str, float] = {}
+    for key, entry in table.items():
+        size = entry.get("diameter", entry.get("diagonal")) if isinstance(entry, dict) else None
+        if isinstance(size, bool) or not isinstance(size, (int, float)):
+            raise DatasetError(f"object size file {path}: entry {key!r} has no numeric 'diameter' or 'diagonal'")
+        sizes[str(key)] = float(size)
+    return sizes
 
 
 def h5_name_index(path: Path, dataset: str) -> dict[str, int]:

@@ -22,6 +22,7 @@ import cv2  # noqa: E402
 import psutil  # noqa: E402
 
 from ros_helpers import REPO_ROOT, wait_until  # noqa: E402
+from segaff_core.visualize import POINT_COLOR  # noqa: E402
 from segaff_ros import demo  # noqa: E402
 from segaff_ros.synthetic_camera import choose_scene  # noqa: E402
 
@@ -76,6 +77,8 @@ def test_demo_writes_the_overlay_and_the_result(small_checkpoint: Path, tmp_path
     assert 0.0 <= result["mask_score"] <= 1.0 and 0 < result["mask_pixels"] <= 320 * 240
     u, v = result["interaction_px"]
     assert 0 <= u < 320 and 0 <= v < 240
+    marker_bgr = overlay[int(round(v)), int(round(u))].astype(int)  # the overlay marks the result's point
+    assert np.abs(marker_bgr - np.array(POINT_COLOR[::-1])).max() < 30, marker_bgr
     position = np.array(result["interaction_pose"]["position"])
     assert 0.1 < position[2] < 10.0  # in front of the camera, within the node's depth range
     assert np.linalg.norm(result["interaction_pose"]["orientation_xyzw"]) == pytest.approx(1.0, abs=1e-6)
