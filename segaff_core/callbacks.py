@@ -86,7 +86,8 @@ class PredictionWriter(BasePredictionWriter):
     the mask) and ``<output_dir>/masks/<n>.png`` (mono8, 255 = part; ``mask_file`` in the line).
 
     ``output_dir`` None: ``<trainer.default_root_dir>/predictions``. A run starts the file afresh; each
-    batch's lines are appended and flushed as they come, so a killed run keeps what it predicted.
+    batch's lines are appended as they come, so a killed run keeps what it predicted. Under DDP each rank
+    writes its own ``predictions.rank<N>.jsonl`` and ``masks/rank<N>_<n>.png``.
     """
 
     def __init__(self, output_dir: Optional[str] = None) -> None:
@@ -97,10 +98,17 @@ class PredictionWriter(BasePredictionWriter):
     def _directory(self, trainer: "pl.Trainer") -> Path:
         return Path(self.output_dir or os.path.join(trainer.default_root_dir, "predictions"))
 
+    @staticmethod
+    def _names(trainer: "pl.Trainer") -> tuple[str, str]:
+        """The lines file and the mask name prefix of this rank."""
+        if trainer.world_size == 1:
+            return "predictions.jsonl", "masks/"
+        return f"predictions.rank{trainer.global_rank}.jsonl", f"masks/rank{trainer.global_rank}_"
+
     def on_predict_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         directory = self._directory(trainer)
         (directory / "masks").mkdir(parents=True, exist_ok=True)
-        (directory / "predictions.jsonl").write_text("")
+        (directory / self._names(trainer)[0]).write_text("")
         self._count = 0
 
     def write_on_batch_end(
@@ -116,16 +124,17 @@ class PredictionWriter(BasePredictionWriter):
         if prediction is None:  # every sample of the batch was skipped as bad
             return
         directory = self._directory(trainer)
+        lines_file, mask_prefix = self._names(trainer)
         lines = []
         for image_id, description, result in zip(
             prediction["image_id"], prediction["description"], prediction["predictions"]
         ):
-            mask_file = f"masks/{self._count:06d}.png"
+            mask_file = f"{mask_prefix}{self._count:06d}.png"
             if not cv2.imwrite(str(directory / mask_file), result.mask.astype(np.uint8) * 255):
                 raise OSError(f"cannot write {directory / mask_file}")
             fields = {key: value for key, value in result.to_dict().items() if key != "mask"}
             lines.append(json.dumps({"image_id": image_id, "description": description, "mask_file": mask_file,
                                      **fields}))
             self._count += 1
-        with open(directory / "predictions.jsonl", "a", encoding="utf-8") as stream:
+        with open(directory / lines_file, "a", encoding="utf-8") as stream:
             stream.write("".join(line + "\n" for line in lines))

@@ -352,7 +352,6 @@ class Predictor:
         """``image (1,3,h,w)`` CLIP-normalised and ``depth (1,1,h,w)`` metres at the network input size.
 
         Resizing and normalisation run on the device; the image goes there as uint8."""
-        height, width = rgb.shape[:2]
         image = self._to_device(rgb).permute(2, 0, 1)[None].float()  # (1, 3, H, W) in [0, 255]
         image = resize_image_tensor(image, self.input_size)  # the pixels the data sets give in training
         image = torch.addcmul(self._shift, image, self._scale).contiguous(memory_format=self.memory_format)
