@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import segaff_core.data.opd as opd_module
 from segaff_core.data import DatasetError, OPDDataModule, OPDDataset, UnsafePathError, collate_samples
 from segaff_core.data.common import polygon_area
 from segaff_core.data.opd import write_h5_depth, write_h5_images
@@ -139,6 +140,21 @@ def test_h5_file_names_stored_as_str(opd_make_root):
     dataset = OPDDataset(root, "valid", input_size=(64, 64))
     assert [dataset[i]["image_id"] for i in range(len(dataset))] == [
         dataset.describe(i).split("(image ")[1].rstrip(")") for i in range(len(dataset))]
+
+
+def test_file_name_lookups_are_built_once(opd_make_root, monkeypatch):
+    calls: list[str] = []
+    original = opd_module.h5_name_index
+
+    def counted(path, dataset):
+        calls.append(dataset)
+        return original(path, dataset)
+
+    monkeypatch.setattr(opd_module, "h5_name_index", counted)
+    dataset = OPDDataset(opd_make_root("real"), "valid", input_size=(64, 64))
+    for index in range(len(dataset)):
+        dataset[index]
+    assert sorted(calls) == ["depth_filenames", "valid_filenames"]  # at construction, never per sample
 
 
 def test_diameter_from_real_attr(opd_make_root):
