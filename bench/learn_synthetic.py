@@ -9,9 +9,10 @@
 Writes a synthetic SceneFun3D-format data set (``segaff_core.synth.generate_dataset``, as
 ``segaff synth --format sf3d``) unless ``--data`` names one, trains through ``train/fit.py`` with the
 synthetic config (``trainer.max_time`` bounds it; warm-up, then a cosine anneal over that time), and
-evaluates the final weights on the held-out test scenes. Printed: mIoU, P_Det, motion type accuracy, axis error (all samples), and the accuracy on spatial
-phrases: of the held-out samples whose instruction holds a spatial word (top, bottom, left, right, upper,
-lower, middle, second; "leftmost" counts), the fraction whose predicted mask has IoU >= 0.5 with the
+evaluates the final weights on the held-out test scenes. Printed: mIoU, P_Det, motion type accuracy,
+axis error (all samples), and the accuracy on spatial phrases: of the held-out samples whose
+instruction holds a spatial word (top, bottom, left, right, upper, lower, middle, second; "leftmost"
+counts), the fraction whose predicted mask has IoU >= 0.5 with the
 named part. The same for the other samples, for comparison.
 """
 from __future__ import annotations
