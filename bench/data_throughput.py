@@ -28,10 +28,10 @@ from torch.utils.data import DataLoader
 
 from segaff_core.config import ModelParams
 from segaff_core.data import OPDDataModule, SF3DDataModule, collate_samples
-from segaff_core.lightning_module import SegAffordanceModule
-from segaff_core.losses import compute_losses
 from segaff_core.data.opd import write_h5_depth, write_h5_images
 from segaff_core.data.sf3d_format import write_lmdb
+from segaff_core.lightning_module import SegAffordanceModule
+from segaff_core.losses import compute_losses
 
 logger = logging.getLogger("data_throughput")
 

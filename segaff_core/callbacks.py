@@ -132,9 +132,8 @@ class PredictionWriter(BasePredictionWriter):
             mask_file = f"{mask_prefix}{self._count:06d}.png"
             if not cv2.imwrite(str(directory / mask_file), result.mask.astype(np.uint8) * 255):
                 raise OSError(f"cannot write {directory / mask_file}")
-            fields = {key: value for key, value in result.to_dict().items() if key != "mask"}
             lines.append(json.dumps({"image_id": image_id, "description": description, "mask_file": mask_file,
-                                     **fields}))
+                                     **result.to_dict(include_mask=False)}))
             self._count += 1
         with open(directory / lines_file, "a", encoding="utf-8") as stream:
             stream.write("".join(line + "\n" for line in lines))

@@ -81,10 +81,12 @@ class AffordancePrediction:
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds
     valid_3d: bool = True  # False: no valid depth at the point, 3D fields are NaN
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: arrays as (nested) lists, NaN as None."""
+    def to_dict(self, include_mask: bool = True) -> dict[str, Any]:
+        """JSON-ready dict: arrays as (nested) lists, NaN as None; ``include_mask`` False leaves the
+        (H, W) mask out, for callers that store it as an image."""
+        mask = {"mask": self.mask.astype(bool).tolist()} if include_mask else {}
         return {
-            "mask": self.mask.astype(bool).tolist(),
+            **mask,
             "mask_score": _json_float(self.mask_score),
             "point_px": [_json_float(value) for value in self.point_px],
             "point_3d": _json_list(self.point_3d),

@@ -210,6 +210,8 @@ def test_to_dict_is_json_ready(prediction):
     np.testing.assert_array_equal(np.array(encoded["mask"]), prediction.mask)
     np.testing.assert_array_equal(encoded["trajectory"], prediction.trajectory)
     assert encoded["motion_type"] == prediction.motion_type and encoded["point_px"] == list(prediction.point_px)
+    without_mask = prediction.to_dict(include_mask=False)
+    assert "mask" not in without_mask and without_mask == {k: v for k, v in encoded.items() if k != "mask"}
 
 
 BAD_K = [
