@@ -27,6 +27,7 @@ FRAME_ID = "bag_camera_color_optical_frame"
 WIDTH, HEIGHT = 160, 120
 FRAMES, RATE_HZ, VIEWS = 30, 10.0, 3
 BAG_START_NS = 1_700_000_000 * 1_000_000_000  # a day long gone: only sim time makes these frames fresh
+PRIME_NS = BAG_START_NS - 1_000_000_000  # the priming frame's stamp (see replay)
 MAX_RATE_HZ = 3.0
 TIMEOUT_S = 90.0
 
@@ -94,8 +95,13 @@ def write_bag(path: Path) -> tuple[list[int], str]:
 
 
 def replay(probe: Probe, bag: Path) -> None:
-    """Publish the bag's raw CDR messages at their pace, with /clock at each message's log time."""
-    from builtin_interfaces.msg import Time
+    """Publish the bag's raw CDR messages at their pace, with /clock at each message's log time.
+
+    A publisher sees the node's subscription before the node's side of discovery has matched the new
+    publisher; until it has, best-effort images are dropped and the reliable instruction waits for the next
+    heartbeat (3 s). So the replay first primes: the bag's first frame, re-stamped 1 s before the bag, and
+    its instruction, published until the node answers that frame; only then does the bag play.
+    """
     from rclpy.qos import QoSProfile
     from rosbags.rosbag2 import Reader
     from rosgraph_msgs.msg import Clock
@@ -113,13 +119,44 @@ def replay(probe: Probe, bag: Path) -> None:
         everyone = [clock, *publishers.values()]
         assert wait_until(lambda: all(p.get_subscription_count() > 0 for p in everyone), TIMEOUT_S), \
             "the node did not subscribe to every replayed topic"
+        prime(probe, clock, publishers, reader, message_types)
         started, first_ns = time.monotonic(), None
         for connection, log_ns, raw in reader.messages():
             first_ns = log_ns if first_ns is None else first_ns
             time.sleep(max(0.0, (log_ns - first_ns) * 1e-9 - (time.monotonic() - started)))
-            sec, nanosec = divmod(log_ns, 1_000_000_000)
-            clock.publish(Clock(clock=Time(sec=sec, nanosec=nanosec)))
+            clock.publish(clock_message(log_ns))
             publishers[connection.topic].publish(bytes(raw))
+
+
+def prime(probe: Probe, clock: Any, publishers: dict[str, Any], reader: Any, message_types: dict[str, type]) -> None:
+    """Publish the bag's first message of each topic, re-stamped ``PRIME_NS``, until the node answers it."""
+    from rclpy.serialization import deserialize_message
+
+    first: dict[str, Any] = {}
+    for connection, _, raw in reader.messages():
+        first.setdefault(connection.topic, deserialize_message(bytes(raw), message_types[connection.msgtype]))
+        if len(first) == len(publishers):
+            break
+    for msg in first.values():
+        if hasattr(msg, "header"):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(PRIME_NS, 1_000_000_000)
+
+    def publish_all() -> None:
+        clock.publish(clock_message(PRIME_NS))
+        for topic, msg in first.items():
+            publishers[topic].publish(msg)
+
+    answered = wait_until(lambda: any(stamp_to_ns(r.header.stamp) == PRIME_NS for r in probe.messages("result")),
+                          TIMEOUT_S, action=publish_all, action_every_s=0.2)
+    assert answered, "the node never answered the priming frame: discovery did not complete"
+
+
+def clock_message(stamp_ns: int) -> Any:
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    return Clock(clock=Time(sec=sec, nanosec=nanosec))
 
 
 @pytest.fixture(scope="module")
