@@ -15,6 +15,8 @@ class ModelParams:
     ``clip_model`` names an open_clip model config (``RN50``); ``clip_config`` optionally overrides
     parts of that config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``) to build a narrower variant.
     ``clip_pretrain`` is OpenAI's ``RN50.pt`` (TorchScript) or a plain state dict; ``None`` = random weights.
+    ``mask_skip_dim`` > 0 feeds the neck's H/8 input (CLIP v2 + depth) to the projector through that many
+    channels (see :class:`~segaff_core.model.layers.Projector`); 0 is the seed's projector.
     """
 
     clip_pretrain: Optional[str] = "pretrain/RN50.pt"
@@ -31,6 +33,7 @@ class ModelParams:
     num_layers: int = 3
     num_head: int = 8
     dim_ffn: int = 1024
+    mask_skip_dim: int = 0
     dropout: float = 0.2
     intermediate: bool = False
     vae_latent_dim: int = 32
@@ -57,6 +60,7 @@ class ModelParams:
             num_layers=1,
             num_head=4,
             dim_ffn=128,
+            mask_skip_dim=32,
             dropout=0.1,
             vae_latent_dim=16,
             vae_hidden_dim=64,

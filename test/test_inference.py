@@ -72,10 +72,16 @@ def prediction(predictor, rgb, depth) -> AffordancePrediction:
     return predictor(rgb, depth, TEXT, K)
 
 
-def assert_same_prediction(a: AffordancePrediction, b: AffordancePrediction) -> None:
+def assert_same_prediction(a: AffordancePrediction, b: AffordancePrediction, approach_tolerance_deg: float = 0.0) -> None:
+    """Equal predictions; ``approach`` within ``approach_tolerance_deg`` when the tolerance is not 0."""
     np.testing.assert_array_equal(a.mask, b.mask)
-    for name in ("mask_score", "point_px", "point_3d", "approach", "axis", "origin", "trajectory"):
+    for name in ("mask_score", "point_px", "point_3d", "axis", "origin", "trajectory"):
         np.testing.assert_array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)), err_msg=name)
+    if approach_tolerance_deg:
+        angle = np.degrees(np.arccos(np.clip(float(a.approach @ b.approach), -1.0, 1.0)))
+        assert angle <= approach_tolerance_deg, f"approach differs by {angle:.2f} deg"
+    else:
+        np.testing.assert_array_equal(a.approach, b.approach)
     for name in ("motion_type", "motion_type_confidence", "valid_3d"):
         assert getattr(a, name) == getattr(b, name), name
 
@@ -187,8 +193,9 @@ def test_depth_at_another_integer_scale(predictor, rgb, depth, prediction, scale
     result = predictor(rgb, depth_scaled, TEXT, K)
     assert result.mask.shape == (HEIGHT, WIDTH)
     assert result.valid_3d
-    if scale == 2:  # nearest upsampling then resizing to the input size gives the same network input
-        assert_same_prediction(result, prediction)
+    if scale == 2:  # nearest upsampling then resizing to the input size gives the same network input; the
+        # approach is fitted to the depth at its own resolution (4x the points), so it may move a little
+        assert_same_prediction(result, prediction, approach_tolerance_deg=2.0)
 
 
 def test_no_valid_depth_gives_nan_3d_and_json_nulls(predictor, rgb):

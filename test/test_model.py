@@ -213,6 +213,30 @@ def test_mlp_head_without_depth():
     model.freeze(["backbone", "depth_encoder", "neck"])  # an absent depth encoder is skipped
 
 
+def test_mask_skip_feeds_h8_features_and_is_off_in_the_seed_layout():
+    """ModelParams.mask_skip_dim: the small config concatenates a projection of the neck's H/8 input after the
+    projector's first upsampling; 0 builds the seed's projector (first conv on 2 * in_dim = vis_dim channels)."""
+    vis_dim = ModelParams.small().vis_dim
+    seed_layout = _small_model(mask_skip_dim=0).eval()
+    assert seed_layout.projector.skip is None and seed_layout.projector.vis[1][0].in_channels == vis_dim
+    assert not any(name.startswith("projector.skip") for name in seed_layout.state_dict())
+
+    model = _small_model().eval()
+    assert model.projector.vis[1][0].in_channels == vis_dim + ModelParams.small().mask_skip_dim
+    image, depth, text = _inputs(1, 256, 192)
+    with torch.inference_mode():
+        out = model(image, depth, text)["mask_logits"]
+        model.projector.skip[0].weight.zero_()  # cut the skip: the masks change
+        cut = model(image, depth, text)["mask_logits"]
+    assert not torch.allclose(out, cut)
+
+    projector, kernels = model.projector, model.projector.text_kernels(torch.zeros(1, ModelParams.small().word_dim))
+    with pytest.raises(ValueError, match="with an H/8 skip"):
+        projector(torch.zeros(1, vis_dim, 8, 6), kernels)
+    with pytest.raises(ValueError, match="both be positive"):
+        type(projector)(128, 32, skip_in=64, skip_dim=0)
+
+
 def test_input_validation(small_model):
     image, depth, text = _inputs(1, 250, 256)
     with pytest.raises(ValueError, match="multiples of 32"):

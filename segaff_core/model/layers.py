@@ -296,16 +296,25 @@ class Projector(nn.Module):
     ``x (B, 2*in_dim, H/16, W/16)`` and :class:`DynamicKernels` -> ``(B, num_maps, H/4, W/4)``.
     The last 1x1 convolution of ``vis`` is linear, so :meth:`text_kernels` folds it into the dynamic
     kernels (with a border term for the zero padding): the same maps without that convolution per frame.
+
+    With ``skip_in > 0`` (``ModelParams.mask_skip_dim``) an H/8 feature map ``(B, skip_in, H/8, W/8)`` is
+    projected to ``skip_dim`` channels and concatenated after the first upsampling, so mask edges come from
+    H/8 image detail rather than from the H/16 grid alone (which bounds the IoU of small parts).
     """
 
-    def __init__(self, state_dim: int, in_dim: int, kernel_size: int = 3, num_maps: int = 2) -> None:
+    def __init__(
+        self, state_dim: int, in_dim: int, kernel_size: int = 3, num_maps: int = 2, skip_in: int = 0, skip_dim: int = 0
+    ) -> None:
         super().__init__()
+        if (skip_in > 0) != (skip_dim > 0):
+            raise ValueError(f"skip_in and skip_dim must both be positive or both 0, got {skip_in}, {skip_dim}")
         self.in_dim = in_dim
         self.kernel_size = kernel_size
         self.num_maps = num_maps
+        self.skip = conv_bn_relu(skip_in, skip_dim, 1) if skip_dim else None
         self.vis = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            conv_bn_relu(in_dim * 2, in_dim * 2, 3),
+            conv_bn_relu(in_dim * 2 + skip_dim, in_dim * 2, 3),
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             conv_bn_relu(in_dim * 2, in_dim, 3),
             nn.Conv2d(in_dim, in_dim, 1),
@@ -322,8 +331,15 @@ class Projector(nn.Module):
         border = torch.einsum("mcij,c->mij", kernels, last.bias)[:, None]  # (B*M, 1, k, k): kernel o b
         return DynamicKernels(weight=weight, bias=params[:, -1], border=border)
 
-    def forward(self, x: Tensor, kernels: DynamicKernels) -> Tensor:
-        x = self.vis[:-1](x)  # (B, C, H/4, W/4), before the 1x1 conv folded into the kernels
+    def forward(self, x: Tensor, kernels: DynamicKernels, skip: Optional[Tensor] = None) -> Tensor:
+        """``x (B, 2*in_dim, H/16, W/16)``, the kernels, and the H/8 ``skip`` map when built with one."""
+        if (skip is None) != (self.skip is None):
+            raise ValueError("the projector was built " + ("with" if self.skip is not None else "without")
+                             + " an H/8 skip input")
+        x = self.vis[0](x)  # (B, 2*in_dim, H/8, W/8)
+        if self.skip is not None:
+            x = torch.cat([x, self.skip(skip)], dim=1)  # (B, 2*in_dim + skip_dim, H/8, W/8)
+        x = self.vis[1:-1](x)  # (B, C, H/4, W/4), before the 1x1 conv folded into the kernels
         batch, channels, height, width = x.shape
         padding = self.kernel_size // 2
         # One group per sample: (1, B*C, h, w) * (B*M, C, k, k) -> (1, B*M, h, w)

@@ -108,7 +108,10 @@ class SegAffordanceModel(nn.Module):
         self.decoder = TransformerDecoder(
             params.num_layers, params.vis_dim, self.backbone.text_width, params.num_head, params.dim_ffn, params.dropout
         )
-        self.projector = Projector(params.word_dim, params.vis_dim // 2, kernel_size=3, num_maps=2)
+        self.projector = Projector(
+            params.word_dim, params.vis_dim // 2, kernel_size=3, num_maps=2,
+            skip_in=params.fpn_in[0] + depth_channels[0] if params.mask_skip_dim else 0, skip_dim=params.mask_skip_dim,
+        )
         # condition: mask-pooled decoder features, pooled v4, sentence state, point_xy
         cond_dim = params.vis_dim + channels[2] + params.word_dim + 2
         self.motion_head: Union[MotionVAE, MotionMLP] = (
@@ -184,7 +187,8 @@ class SegAffordanceModel(nn.Module):
             v3 = torch.cat([v3, depth_16], dim=1)  # (B, C3+d1, H/16, W/16)
         fused = self.neck((v2, v3, v4), text.gate)  # (B, vis_dim, H/16, W/16)
         fused = self.decoder(fused, text.words)  # (B, vis_dim, H/16, W/16)
-        maps = self.projector(fused, text.kernels)  # (B, 2, H/4, W/4)
+        skip = v2 if self.projector.skip is not None else None
+        maps = self.projector(fused, text.kernels, skip)  # (B, 2, H/4, W/4)
         mask_logits, point_logits = maps[:, :1], maps[:, 1:]  # (B, 1, H/4, W/4) each
         point_xy = soft_argmax(point_logits)  # (B, 2) in [0, 1]
         # Motion condition; predictions enter detached so motion losses do not reshape the mask/point maps.

@@ -21,7 +21,24 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     params = ModelParams.small()
-    return save_checkpoint(build_model(params), params, tmp_path_factory.mktemp("checkpoint") / "small.ckpt")
+    model = build_model(params)
+    _centre_mask_logits(model)
+    return save_checkpoint(model, params, tmp_path_factory.mktemp("checkpoint") / "small.ckpt")
+
+
+def _centre_mask_logits(model: Any) -> None:
+    """Random weights put every mask logit far below 0 (an empty mask, whatever the frame): shift the mask
+    map's dynamic bias (instruction-independent) so that half of a plain frame's mask logits are positive."""
+    import torch
+
+    from segaff_core.text import tokenize
+
+    image, depth = torch.zeros(1, 3, 128, 128), torch.full((1, 1, 128, 128), 1.5)
+    with torch.inference_mode():
+        logits = model.eval()(image, depth, tokenize(["open the top drawer"]))["mask_logits"]
+    projector = model.projector
+    with torch.no_grad():
+        projector.txt.bias[projector.in_dim * projector.kernel_size ** 2] -= logits.median()  # map 0's bias
 
 
 @pytest.fixture
