@@ -3,6 +3,7 @@ ones the LightningCLI of train/fit.py accepts (``--print_config`` parses, prints
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import re
@@ -53,3 +54,20 @@ def test_documented_command_parses(subcommand: str, configs: list[str]) -> None:
     assert exit_info.value.code in (0, None), printed.getvalue()[-2000:]
     parsed = yaml.safe_load(printed.getvalue())
     assert parsed["model"]["model_params"]["fpn_in"], "no model parameters in the parsed config"
+
+
+@pytest.mark.parametrize("stage", ["synthetic_default", "synthetic_default_stage2", "synthetic_default_stage3"])
+def test_the_shipped_checkpoint_stages_build_its_architecture(stage: str) -> None:
+    """Each stage's documented command builds the model the shipped checkpoint stores (so stages reproduce it
+    and stage 2 and 3 can load their predecessor's weights)."""
+    from segaff_core.checkpoint import model_params_from_checkpoint, read_checkpoint
+    from segaff_core.paths import find_default_checkpoint
+
+    printed = io.StringIO()
+    arguments = ["fit", "--config", str(REPO / "config" / "synthetic_train.yaml"),
+                 "--config", str(REPO / "config" / f"{stage}.yaml"), "--print_config"]
+    with mock.patch.object(sys, "argv", sys.argv[:1]), contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
+        fit_script().main(arguments)
+    parsed = yaml.safe_load(printed.getvalue())["model"]["model_params"]
+    shipped = model_params_from_checkpoint(read_checkpoint(find_default_checkpoint()))
+    assert parsed == dataclasses.asdict(shipped)
