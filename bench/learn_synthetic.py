@@ -1,6 +1,6 @@
 """Does the small model learn? Train config/synthetic_train.yaml on the CPU for a bounded time, then test.
 
-    .venv/bin/python bench/learn_synthetic.py                      # 30 minutes, 2000 images at 128 x 128
+    .venv/bin/python bench/learn_synthetic.py                      # 30 minutes, 2000 images at 160 x 160
     .venv/bin/python bench/learn_synthetic.py --minutes 5 --num-images 500
     .venv/bin/python bench/learn_synthetic.py --data data/synthetic_sf3d -- --model.optim.lr=2e-3
     .venv/bin/python bench/learn_synthetic.py --checkpoint checkpoints/segaff_default.ckpt \
@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=30.0, help="training time (default %(default)s)")
     parser.add_argument("--data", type=Path, help="an existing synthetic SceneFun3D-format root (else one is made)")
     parser.add_argument("--num-images", type=int, default=2000, help="images to generate (default %(default)s)")
-    parser.add_argument("--size", type=int, default=128, help="image and network input side (default %(default)s)")
+    parser.add_argument("--size", type=int, default=160, help="image and network input side (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="data set seed (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="rendering and loader processes (default %(default)s)")
     parser.add_argument("--out", type=Path, help="run folder (default: a temporary one)")
