@@ -298,10 +298,14 @@ def test_load_30hz_outputs_stay_recent_without_backlog_or_memory_growth(percepti
     # Every output refers to a frame that was the newest when the model became free: its age on arrival
     # is bounded by the model time plus transport, never by a queue of waiting frames. The model time
     # itself varies with the load of the shared cores; the wait outside the model is what a backlog grows.
+    # A queue makes every later output old (the input stays faster than the model, so it never drains);
+    # a scheduling stall of the shared cores delays one output (seen once in CI: 2.2 s once in 50). So at
+    # most one output in ten may be late, and the last one must not be.
     ages_s = [t - stamp_to_ns(r.header.stamp) * 1e-9 for t, r in results]
     model_s = [r.inference_time_ms * 1e-3 for _, r in results]
-    too_old = [(round(a, 2), round(m, 2)) for a, m in zip(ages_s, model_s) if a > 2.0 * m + 1.0]
-    assert not too_old, f"outputs lag behind the input (age s, model s): {too_old}"
+    late = [a > 2.0 * m + 1.0 for a, m in zip(ages_s, model_s)]
+    timeline = [(round(a, 2), round(m, 2)) for a, m in zip(ages_s, model_s)]
+    assert sum(late) <= len(late) // 10 and not late[-1], f"outputs lag behind the input (age s, model s): {timeline}"
     waits_s = [a - m for a, m in zip(ages_s, model_s)]
     third = len(waits_s) // 3
     assert np.median(waits_s[-third:]) < np.median(waits_s[:third]) + 1.0, f"waits grow: {waits_s}"
