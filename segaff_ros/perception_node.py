@@ -40,7 +40,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from segaff_core.inference import AffordancePrediction, Predictor
+from segaff_core.inference import COMPILE_MODES, AffordancePrediction, Predictor
 from segaff_core.visualize import draw_overlay
 from segaff_msgs.msg import AffordanceResult
 from segaff_msgs.srv import Query
@@ -106,6 +106,7 @@ class PerceptionParams:
     cpu_threads: int
     channels_last: bool
     compile: bool
+    compile_mode: str
     input_height: int
     input_width: int
     mask_threshold: float
@@ -191,6 +192,9 @@ _PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "channels_last": (False, "run the network in channels_last memory format (faster on CUDA tensor cores)", {}),
     "compile": (False, "torch.compile the per-frame network at start-up (a failed compilation falls back "
                        "to eager with a warning)", {}),
+    "compile_mode": ("default", "torch.compile mode (max-autotune-no-cudagraphs: faster matrix products on the "
+                                "CPU, slower start; reduce-overhead: CUDA graphs)",
+                     {"additional_constraints": ", ".join(COMPILE_MODES)}),
     "input_height": (0, "model input height, px (multiple of 32; 0 = the checkpoint's training size)",
                      {"integer_range": _int_range(0, 1024, 32)}),
     "input_width": (0, "model input width, px (multiple of 32; 0 = the checkpoint's training size)",
@@ -288,6 +292,8 @@ class PerceptionNode(Node):
             raise StartupError(f"parameter 'device' is {params.device!r}: expected auto, cpu, cuda or cuda:N")
         if params.precision not in _PRECISIONS:
             raise StartupError(f"parameter 'precision' is {params.precision!r}: expected one of {_PRECISIONS}")
+        if params.compile_mode not in COMPILE_MODES:
+            raise StartupError(f"parameter 'compile_mode' is {params.compile_mode!r}: expected one of {COMPILE_MODES}")
         if params.image_qos not in _RELIABILITIES:
             raise StartupError(
                 f"parameter 'image_qos' is {params.image_qos!r}: expected one of {tuple(_RELIABILITIES)}"
@@ -314,6 +320,7 @@ class PerceptionNode(Node):
                 threads=self._params.cpu_threads or None,
                 channels_last=self._params.channels_last,
                 compile=self._params.compile,
+                compile_mode=self._params.compile_mode,
                 mask_threshold=self._params.mask_threshold,
                 min_depth_m=self._params.min_depth_m,
                 max_depth_m=self._params.max_depth_m,

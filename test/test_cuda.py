@@ -72,10 +72,11 @@ def test_autocast_precisions_stay_close_to_fp32(model: SegAffordanceModel, preci
     assert float(cosine.min()) > 0.99
 
 
-@pytest.mark.parametrize("option", ["channels_last", "compile"])
+@pytest.mark.parametrize("option", ["channels_last", "compile", "reduce-overhead"])
 def test_speed_options_match_the_plain_cuda_path(model: SegAffordanceModel, option: str) -> None:
     plain = _network_outputs(Predictor(model, input_size=SIZE, device="cuda"))
-    fast = _network_outputs(Predictor(model, input_size=SIZE, device="cuda", **{option: True}))
+    options = {"compile": True, "compile_mode": option} if option == "reduce-overhead" else {option: True}
+    fast = _network_outputs(Predictor(model, input_size=SIZE, device="cuda", **options))
     for key, expected in plain.items():
         torch.testing.assert_close(fast[key], expected, atol=2e-3, rtol=2e-3, msg=f"{option}: {key}")
 

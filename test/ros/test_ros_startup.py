@@ -43,6 +43,7 @@ def failed_starts(
         ],
         "parameter-out-of-range": ["-p", f"checkpoint:={small_checkpoint}", "-p", "mask_threshold:=1.5"],
         "unknown-device": ["-p", f"checkpoint:={small_checkpoint}", "-p", "device:=tpu"],
+        "unknown-compile-mode": ["-p", f"checkpoint:={small_checkpoint}", "-p", "compile_mode:=fastest"],
     }
     processes = {name: NodeProcess(tmp / f"{name}.log", args) for name, args in cases.items()}
     yield processes
@@ -58,6 +59,7 @@ def failed_starts(
         ("checkpoint-of-another-config", "do not fit its model_params"),
         ("parameter-out-of-range", "parameter 'mask_threshold'"),
         ("unknown-device", "parameter 'device' is 'tpu'"),
+        ("unknown-compile-mode", "parameter 'compile_mode' is 'fastest'"),
     ],
 )
 def test_bad_start_exits_non_zero_with_a_clear_message(
