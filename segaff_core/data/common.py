@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from segaff_core.data.mirror import mirror_sample
 from segaff_core.data.transforms import Preprocess
 from segaff_core.text import tokenize
 
@@ -28,6 +29,8 @@ Sample = dict[str, Any]
 """One sample of the data contract (docs/DESIGN.md): tensors plus ``description`` and ``image_id``."""
 
 TRAJECTORY_POINTS = 20
+MIRROR_PROBABILITY = 0.5
+"""Share of training samples mirrored left-right when augmenting."""
 _MIN_POLYGON_AREA_PX = 1e-6
 _MIN_AXIS_NORM = 1e-9
 _POLYGON_SHIFT_BITS = 3  # cv2.fillPoly fixed-point precision: 1/8 pixel
@@ -202,9 +205,14 @@ class AffordanceDataset(Dataset):
         self.skipped = SkipTracker(size)
 
     def __getitem__(self, index: int) -> Optional[Sample]:
-        """The sample at ``index``; ``None`` for a bad one when ``skip_bad`` (see :func:`collate_samples`)."""
+        """The sample at ``index``; ``None`` for a bad one when ``skip_bad`` (see :func:`collate_samples`).
+
+        With ``augment``, half the samples are mirrored left-right (:mod:`segaff_core.data.mirror`)."""
         try:
-            return to_sample(self._load(index), self.preprocess)
+            raw = self._load(index)
+            if self.preprocess.augment and float(torch.rand(())) < MIRROR_PROBABILITY:
+                raw = mirror_sample(raw)
+            return to_sample(raw, self.preprocess)
         except DatasetError as error:
             if not self.skip_bad:
                 raise

@@ -45,7 +45,8 @@ class SkippedSamplesReport(Callback):
 class AffordanceDataModule(L.LightningDataModule):
     """Data loaders over the train / val / test splits of one data set; subclasses make the datasets.
 
-    ``predict`` uses the test split. ``augment`` turns on colour jitter for the training split only.
+    ``predict`` uses the test split. ``augment`` turns on colour jitter and left-right mirroring (half the
+    samples, instruction included) for the training split only.
     """
 
     def __init__(

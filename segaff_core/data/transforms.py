@@ -6,8 +6,8 @@ mixes with valid depth and masks stay binary. The Predictor resizes on its devic
 :func:`resize_image_tensor` and :func:`resize_nearest_tensor`: the same pixels as training. K is scaled
 separately in x and y (:func:`segaff_core.geometry.scale_intrinsics`), so normalised pixel coordinates
 do not change.
-Training augmentation is photometric only: a geometric one (a flip) would have to mirror the
-words "left" and "right" in the instruction too.
+Training augmentation here is photometric (colour jitter); the geometric one, a left-right mirror of
+the whole sample with its instruction, is :mod:`segaff_core.data.mirror`.
 """
 from __future__ import annotations
 
