@@ -172,11 +172,12 @@ class Predictor:
 
     Speed options: ``fold_bn`` runs a copy of ``model`` with batch norm folded into the convolutions
     (the given model is then left as it is); ``channels_last`` uses that memory format for the network;
-    ``compile`` wraps the per-frame network in ``torch.compile`` with frozen weights, in ``compile_mode``
-    (torch.compile's ``mode``: ``max-autotune-no-cudagraphs`` tunes the CPU's matrix products, about 6%
-    faster here for a 3x longer compilation; ``reduce-overhead`` uses CUDA graphs); a failing compilation
-    is logged and the frames run eagerly. ``threads`` sets torch's intra-op CPU thread count (process-wide). Call
-    :meth:`warmup` before the first real frame so that it is not the slow one.
+    ``compile`` wraps the per-frame network in ``torch.compile`` with frozen weights (constants, read at the
+    first frame), in ``compile_mode`` (torch.compile's ``mode``: ``max-autotune-no-cudagraphs`` tunes the
+    CPU's matrix products, 1-6% faster here for a 3x longer compilation; ``reduce-overhead`` uses CUDA
+    graphs); a failing compilation is logged and the frames run eagerly. ``threads`` sets torch's
+    intra-op CPU thread count (process-wide). Call :meth:`warmup` before the first real frame so that it
+    is not the slow one.
     """
 
     def __init__(
