@@ -68,6 +68,7 @@ def test_the_shipped_checkpoint_stages_build_its_architecture(stage: str) -> Non
                  "--config", str(REPO / "config" / f"{stage}.yaml"), "--print_config"]
     with mock.patch.object(sys, "argv", sys.argv[:1]), contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
         fit_script().main(arguments)
-    parsed = yaml.safe_load(printed.getvalue())["model"]["model_params"]
-    shipped = model_params_from_checkpoint(read_checkpoint(find_default_checkpoint()))
-    assert parsed == dataclasses.asdict(shipped)
+    parsed = yaml.safe_load(printed.getvalue())["model"]
+    checkpoint = read_checkpoint(find_default_checkpoint())
+    assert parsed["model_params"] == dataclasses.asdict(model_params_from_checkpoint(checkpoint))
+    assert parsed["loss_params"] == checkpoint["hyper_parameters"]["loss_params"]  # the recipe it was trained with
