@@ -2,8 +2,8 @@
 
 1. Per frame with a fixed instruction at the first size, fp32: the Predictor (text side cached, batch norm
    folded, preprocessing and 3D post-processing included), eager and with channels_last + torch.compile
-   (frozen weights; default and max-autotune modes), against the plain forward that encodes the text every frame (the seed's way),
-   measured alternately, and their ratios.
+   (frozen weights; default and max-autotune modes), against the plain forward that encodes the text
+   every frame (the seed's way), measured alternately, and their ratios.
 2. Per stage, every size: image encoder, text encoder, depth+neck+decoder+heads, the whole forward (plain
    model), and the Predictor's network per frame; fp32 rows, and with --bf16 autocast rows.
 3. With --bf16: the accuracy cost of bf16 autocast against fp32 on rendered synthetic frames (mask IoU,
