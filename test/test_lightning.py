@@ -78,6 +78,10 @@ def fitted(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     )
 
 
+SYNTHETIC_PARAMS = dataclasses.replace(ModelParams.small(), clip_pretrain=None, use_cvae=False)
+"""The model of config/synthetic_train.yaml (the fits above): the small one with the MLP motion head."""
+
+
 def small_module(**kwargs: Any) -> SegAffordanceModule:
     return SegAffordanceModule(model_params=ModelParams.small(), **kwargs)
 
@@ -112,7 +116,7 @@ def test_checkpoint_hyper_parameters_are_plain_and_rebuild_the_model(fitted: Any
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     stored = checkpoint["hyper_parameters"]["model_params"]
     assert type(stored) is dict
-    assert ModelParams(**stored) == dataclasses.replace(ModelParams.small(), clip_pretrain=None)
+    assert ModelParams(**stored) == SYNTHETIC_PARAMS
 
     rebuilt = build_model(ModelParams(**stored))
     prefix = "model."
@@ -237,11 +241,11 @@ def test_cosine_schedule_without_a_budget_is_refused(synthetic_root: Path) -> No
 def test_init_checkpoint_loads_weights_strictly(fitted: Any, tmp_path: Path) -> None:
     path = Path(fitted.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
     saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    module = small_module(init_checkpoint=str(path))
+    module = SegAffordanceModule(model_params=SYNTHETIC_PARAMS, init_checkpoint=str(path))
     assert all(torch.equal(value, saved[f"model.{key}"]) for key, value in module.model.state_dict().items())
     assert "init_checkpoint" not in module.hparams
 
-    other = dataclasses.replace(ModelParams.small(), use_depth=False)
+    other = dataclasses.replace(SYNTHETIC_PARAMS, use_depth=False)
     with pytest.raises(CheckpointError, match="init_checkpoint"):
         SegAffordanceModule(model_params=other, init_checkpoint=str(path))
 

@@ -113,12 +113,14 @@ def test_a_node_that_dies_fails_the_demo_with_its_log(small_checkpoint: Path, tm
 
 def test_ctrl_c_stops_both_processes(small_checkpoint: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(
-        _demo_command(small_checkpoint, tmp_path / "demo", "--timeout", str(TIMEOUT_S)),
+        # More results than it can get before the interrupt: the demo cannot end by itself first (once
+        # it did: the test saw both children only after the first result).
+        _demo_command(small_checkpoint, tmp_path / "demo", "--timeout", str(TIMEOUT_S), "--num-results", "100000"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     try:
-        # Both node processes run: interrupt the demo while the perception node is still starting.
+        # Both node processes run: interrupt the demo while it waits (starting or answering).
         assert wait_until(lambda: len(psutil.Process(process.pid).children()) == 2, 60.0), "no node processes"
         time.sleep(1.0)
         process.send_signal(signal.SIGINT)
