@@ -1,0 +1,62 @@
+"""The perception node's ``main``: a Ctrl-C that shuts the ROS context down while the executor builds its
+next wait set is a normal stop (exit 0, the node destroyed); the same error with the context alive is not."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+pytest.importorskip("segaff_msgs.msg", reason="segaff_msgs is not built (scripts/setup.sh builds it)")
+
+import rclpy  # noqa: E402
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+
+from segaff_ros import perception_node  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+class _StubNode(Node):
+    destroyed = 0
+
+    def __init__(self) -> None:
+        super().__init__("segaff_shutdown_stub")
+
+    def destroy_node(self) -> None:
+        type(self).destroyed += 1
+        super().destroy_node()
+
+
+def _executor_failing_on_spin(shut_down_first: bool) -> type:
+    class Executor:
+        def __init__(self, **kwargs: Any) -> None:
+            pass
+
+        def add_node(self, node: Node) -> None:
+            pass
+
+        def spin(self) -> None:
+            if shut_down_first:
+                rclpy.shutdown()  # what the SIGINT handler does, just before the wait set is built
+            raise _rclpy.RCLError("failed to initialize wait set: the given context is not valid")
+
+    return Executor
+
+
+def test_ctrl_c_racing_the_wait_set_is_a_normal_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(perception_node, "PerceptionNode", _StubNode)
+    monkeypatch.setattr(perception_node, "MultiThreadedExecutor", _executor_failing_on_spin(shut_down_first=True))
+    _StubNode.destroyed = 0
+    assert perception_node.main([]) == 0
+    assert _StubNode.destroyed >= 1 and not rclpy.ok()  # (rclpy.shutdown destroys its nodes too)
+
+
+def test_the_same_error_with_the_context_alive_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(perception_node, "PerceptionNode", _StubNode)
+    monkeypatch.setattr(perception_node, "MultiThreadedExecutor", _executor_failing_on_spin(shut_down_first=False))
+    _StubNode.destroyed = 0
+    with pytest.raises(_rclpy.RCLError, match="wait set"):
+        perception_node.main([])
+    assert _StubNode.destroyed >= 1 and not rclpy.ok()  # still cleaned up
