@@ -113,11 +113,13 @@ def test_a_node_that_dies_fails_the_demo_with_its_log(small_checkpoint: Path, tm
 
 def test_ctrl_c_stops_both_processes(small_checkpoint: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(
-        # More results than it can get before the interrupt: the demo cannot end by itself first (once
-        # it did: the test saw both children only after the first result).
+        # More results than it can get before the interrupt: the demo cannot end by itself first.
         _demo_command(small_checkpoint, tmp_path / "demo", "--timeout", str(TIMEOUT_S), "--num-results", "100000"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
+        # Ctrl-C as in a terminal: a test run started in the background ('cmd &' without job control)
+        # inherits SIGINT ignored, and so would the demo, which then never sees the interrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # Both node processes run: interrupt the demo while it waits (starting or answering).
