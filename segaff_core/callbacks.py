@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import uuid
@@ -35,8 +34,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     becomes a copy into the target, and a kill during the copy leaves a truncated ``last.ckpt``.
 
     Here the bytes go to a hidden temporary file next to the target, are fsynced, and replace the
-    target with ``os.replace``: a reader sees the old file or the new one, never a part. A temporary
-    file that a killed process left behind is removed by the next write of the same target. Remote
+    target with ``os.replace``: a reader sees the old file or the new one, never a part. Temporary
+    files that a killed process left behind are removed by the next write into the directory. Remote
     paths (``s3://``, ...) and ``storage_options`` keep Lightning's behaviour.
     """
 
@@ -48,7 +47,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):  # from a killed run
+        # Saves run one at a time (rank 0; AsyncCheckpointIO uses one thread): any temporary file here is
+        # what a killed run left, also of a target that is never written again (a best-epoch=N.ckpt).
+        for leftover in target.parent.glob(".*.partial"):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         # Not ``*.ckpt``: ModelCheckpoint never mistakes a leftover (after a kill) for a checkpoint.
