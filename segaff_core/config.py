@@ -16,7 +16,8 @@ class ModelParams:
     parts of that config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``) to build a narrower variant.
     ``clip_pretrain`` is OpenAI's ``RN50.pt`` (TorchScript) or a plain state dict; ``None`` = random weights.
     ``mask_skip_dim`` > 0 feeds the neck's H/8 input (CLIP v2 + depth) to the projector through that many
-    channels (see :class:`~segaff_core.model.layers.Projector`); 0 is the seed's projector.
+    channels, ``mask_skip4_dim`` > 0 CLIP's H/4 features (layer1) to its last stage (see
+    :class:`~segaff_core.model.layers.Projector`); 0 and 0 is the seed's projector.
     """
 
     clip_pretrain: Optional[str] = "pretrain/RN50.pt"
@@ -34,6 +35,7 @@ class ModelParams:
     num_head: int = 8
     dim_ffn: int = 1024
     mask_skip_dim: int = 0
+    mask_skip4_dim: int = 0
     dropout: float = 0.2
     intermediate: bool = False
     vae_latent_dim: int = 32

@@ -55,6 +55,13 @@ def as_params(cls: type[ParamsT], value: Any) -> ParamsT:
     raise TypeError(f"expected {cls.__name__} or a mapping of its fields, got {type(value).__name__}")
 
 
+def fused_adamw_fits(parameters: Sequence[Tensor], precision: str) -> bool:
+    """Whether AdamW can run fused (one kernel over all parameters; ~8% of a small-model CPU step saved):
+    the parameters are on the CPU or CUDA, and Lightning's ``precision`` has no gradient scaler (16-bit
+    mixed precision), which would unscale inside the fused step, after gradient clipping needs it."""
+    return precision not in ("16-mixed", "16") and all(p.device.type in ("cpu", "cuda") for p in parameters)
+
+
 class SegAffordanceModule(L.LightningModule):
     """SegAffordance in Lightning: losses from :func:`compute_losses`, metrics from :class:`MetricAccumulator`.
 
@@ -69,6 +76,8 @@ class SegAffordanceModule(L.LightningModule):
             and shapes must match), read with weights-only loading; e.g. an OPDReal run for OPDMulti.
         log_images: validation samples drawn (ground truth | prediction) to the logger each epoch, when the
             logger can show images (TensorBoard); 0 = none.
+        channels_last: convolutions in the channels-last memory format (oneDNN on the CPU: a small-model
+            training step ~20% faster; CUDA tensor cores). The weights' values do not depend on it.
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class SegAffordanceModule(L.LightningModule):
         freeze: Sequence[str] = (),
         init_checkpoint: Optional[str] = None,
         log_images: int = 4,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.model_params = as_params(ModelParams, model_params)
@@ -101,6 +111,8 @@ class SegAffordanceModule(L.LightningModule):
         if init_checkpoint is not None:
             self._load_init_checkpoint(init_checkpoint)
         self.model.freeze(freeze)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.nonfinite_steps = 0  # training steps skipped for a NaN/inf loss, in all
         self._nonfinite_in_a_row = 0
         self.val_metrics = MetricAccumulator(self.test_params)
@@ -118,7 +130,8 @@ class SegAffordanceModule(L.LightningModule):
     def forward(self, batch: Mapping[str, Any], with_targets: bool = False) -> dict[str, Tensor]:
         """Model outputs for a collated batch; ``with_targets`` passes the training-time ground truth."""
         targets = {key: batch[key] for key in _TARGET_KEYS} if with_targets else None
-        return self.model(batch["image"], batch["depth"], batch["text"], targets)
+        image = batch["image"].contiguous(memory_format=self.memory_format)
+        return self.model(image, batch["depth"], batch["text"], targets)
 
     def training_step(self, batch: Optional[dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
         """The weighted total loss; None (Lightning skips the update) when it is not finite or the batch empty.
@@ -266,7 +279,8 @@ class SegAffordanceModule(L.LightningModule):
             {"name": "backbone", "params": backbone, "lr": optim.lr * optim.backbone_lr_multiplier},
         ]
         optimizer = torch.optim.AdamW(
-            [group for group in groups if group["params"]], lr=optim.lr, weight_decay=optim.weight_decay
+            [group for group in groups if group["params"]], lr=optim.lr, weight_decay=optim.weight_decay,
+            fused=fused_adamw_fits(backbone + heads, str(getattr(self._trainer, "precision", "32-true"))),
         )
         if optim.schedule == "multistep":
             scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim.milestones), optim.gamma)

@@ -26,3 +26,17 @@ def tokenize(texts: str | Sequence[str], word_len: int = 77) -> torch.LongTensor
     if isinstance(texts, str):
         texts = [texts]
     return get_tokenizer()(list(texts), context_length=word_len)
+
+
+def used_length(padding_mask: torch.Tensor) -> int:
+    """Columns of a ``(B, L)`` padding mask (True = padding) up to the last one any row uses; at least 1."""
+    used = (~padding_mask).any(dim=0).nonzero()
+    return int(used.max()) + 1 if len(used) else 1
+
+
+def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
+    """``tokens (B, L)`` cut after the longest row's last token (zero padding dropped).
+
+    CLIP's text encoder is causal, so every kept token's features are those of the full-length batch.
+    """
+    return tokens[:, : used_length(tokens == 0)]

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from sf3d_records import SF3D_K, SF3D_SIZE, sf3d_record
 from segaff_core.data import DatasetError, SF3DDataModule, SF3DDataset, UnsafePathError, collate_samples
 from segaff_core.data.transforms import Preprocess
+from segaff_core.text import tokenize
 from segaff_core.data.sf3d_format import decode_record, encode_record, open_lmdb, opened_in, read_metadata, write_lmdb
 from segaff_core.text import tokenize
 
@@ -193,6 +194,8 @@ def test_bad_records_raise_naming_file_and_key_or_are_skipped(sf3d_make_root, ed
     assert dataset[0] is None and dataset[1] is not None
     batch = collate_samples([dataset[i] for i in range(3)])
     assert len(batch["image_id"]) == 2
+    longest = max(len(tokenize(text)[0].nonzero()) for text in batch["description"])
+    assert batch["text"].shape == (2, longest)  # the padding after the longest instruction is cut
     assert dataset.skipped.take() == [0] and dataset.skipped.take() == []
 
 

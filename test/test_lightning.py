@@ -21,8 +21,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import segaff_core.lightning_module as lightning_module
 from segaff_core.checkpoint import CheckpointError, load_model
 from segaff_core.config import ModelParams, OptimParams
-from segaff_core.data import SF3DDataModule, SF3DDataset
+from segaff_core.data import SF3DDataModule, SF3DDataset, collate_samples
 from segaff_core.lightning_module import MAX_NONFINITE_STEPS, SegAffordanceModule
+from segaff_core.losses import compute_losses
 from segaff_core.model import build_model
 from segaff_core.synth import generate_dataset
 
@@ -204,6 +205,37 @@ class RecordLearningRate(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_optimizer_is_fused_unless_a_gradient_scaler_unscales_in_the_step() -> None:
+    module = small_module()
+    assert module.configure_optimizers()["optimizer"].defaults["fused"]  # CPU, no trainer: 32-bit
+    parameters = list(module.parameters())
+    assert lightning_module.fused_adamw_fits(parameters, "bf16-mixed")
+    assert not lightning_module.fused_adamw_fits(parameters, "16-mixed")
+    assert not lightning_module.fused_adamw_fits([torch.zeros(1, device="meta")], "32-true")
+
+
+def test_channels_last_training_matches_the_contiguous_layout(synthetic_root: Path) -> None:
+    """channels_last (the default) changes the memory layout of the convolutions, not the results: the
+    training loss and every gradient equal those of the contiguous layout with the same weights."""
+    batch = collate_samples([SF3DDataset(synthetic_root, "train", input_size=(64, 64))[i] for i in range(4)])
+    results = []
+    for channels_last in (True, False):
+        module = small_module(channels_last=channels_last)
+        if results:
+            module.load_state_dict(results[0][2])
+        weight = module.model.backbone.visual.conv1.weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        torch.manual_seed(0)  # the same dropout
+        loss, _ = compute_losses(module(batch, with_targets=True), batch, module.loss_params)
+        loss.backward()
+        grads = {name: p.grad for name, p in module.named_parameters()}
+        results.append((loss.detach(), grads, module.state_dict()))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-5)
+    scale = max(float(grad.abs().max()) for grad in results[1][1].values())  # some are 0 up to rounding
+    for name, grad in results[1][1].items():
+        torch.testing.assert_close(results[0][1][name], grad, atol=1e-4 * scale, rtol=1e-3, msg=name)
 
 
 def test_cosine_schedule_warms_up_then_anneals_over_max_steps(synthetic_root: Path) -> None:

@@ -8,7 +8,7 @@ from segaff_core.config import LossParams, ModelParams
 from segaff_core.losses import compute_losses
 from segaff_core.model import SegAffordanceModel, TextFeatures, build_model
 from segaff_core.model.layers import DepthEncoder, soft_argmax
-from segaff_core.text import tokenize
+from segaff_core.text import tokenize, trim_padding
 
 TEXTS = ["open the top drawer", "pull the fridge door", "rotate the oven knob", "lift the toilet lid"]
 SEED_PARAMETER_COUNT = 150.3e6
@@ -235,6 +235,44 @@ def test_mask_skip_feeds_h8_features_and_is_off_in_the_seed_layout():
         projector(torch.zeros(1, vis_dim, 8, 6), kernels)
     with pytest.raises(ValueError, match="both be positive"):
         type(projector)(128, 32, skip_in=64, skip_dim=0)
+
+
+def test_mask_skip4_feeds_h4_clip_features_to_the_last_stage():
+    """ModelParams.mask_skip4_dim: CLIP's H/4 layer1 output, projected, joins the projector before its last
+    3x3 convolution (H/4 detail for mask edges); the masks depend on it."""
+    vis_dim, skip4_dim = ModelParams.small().vis_dim, 16
+    model = _small_model(mask_skip4_dim=skip4_dim).eval()
+    assert model.projector.vis[3][0].in_channels == vis_dim + skip4_dim
+    assert model.projector.skip4[0].in_channels == model.backbone.h4_channels
+    image, depth, text = _inputs(1, 256, 192)
+    with torch.inference_mode():
+        v1 = model.encode_image(image)[0]
+        out = model(image, depth, text)["mask_logits"]
+        model.projector.skip4[0].weight.zero_()  # cut the H/4 skip: the masks change
+        cut = model(image, depth, text)["mask_logits"]
+    assert v1.shape == (1, model.backbone.h4_channels, 64, 48)
+    assert out.shape == (1, 1, 64, 48) and not torch.allclose(out, cut)
+    without = _small_model(mask_skip4_dim=0)
+    assert without.projector.skip4 is None and without.projector.vis[3][0].in_channels == vis_dim
+    kernels = model.projector.text_kernels(torch.zeros(1, ModelParams.small().word_dim))
+    skip = torch.zeros(1, model.projector.skip[0].in_channels, 16, 12)
+    with pytest.raises(ValueError, match="with an H/4 skip"):
+        model.projector(torch.zeros(1, vis_dim, 8, 6), kernels, skip)
+
+
+def test_trimmed_token_padding_gives_the_same_outputs(small_model):
+    """The collate function cuts the zero padding after a batch's longest instruction (trim_padding): the
+    causal text encoder and the masked cross-attention give the same outputs as with all 77 tokens."""
+    image, depth, text = _inputs(2, 256, 192)
+    trimmed = trim_padding(text)
+    assert trimmed.shape == (2, int((text != 0).sum(dim=1).max()))
+    assert torch.equal(trimmed, text[:, : trimmed.shape[1]]) and (text[:, trimmed.shape[1]:] == 0).all()
+    assert trim_padding(torch.zeros(2, 77, dtype=torch.long)).shape == (2, 1)
+    with torch.inference_mode():
+        full = small_model(image, depth, text)
+        short = small_model(image, depth, trimmed)
+    for key in full:
+        torch.testing.assert_close(short[key], full[key], atol=1e-5, rtol=1e-5)
 
 
 def test_input_validation(small_model):

@@ -114,3 +114,18 @@ def test_preprocess_shapes_and_augmentation_is_photometric_only():
     assert not torch.allclose(plain[0], jittered[0], atol=0.05)
     for a, b in zip(plain[1:], jittered[1:]):
         assert torch.equal(a, b)
+
+
+def test_colour_jitter_keeps_hue():
+    """Instructions may name a colour: the training jitter (brightness, contrast, saturation) keeps a red
+    part red (red the largest channel, green = blue), whatever its draw."""
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 0], rgb[8:24, 8:24] = 200, (180, 40, 40)
+    depth, mask = np.ones((32, 32), np.float32), np.ones((32, 32), np.uint8)
+    std, mean = np.asarray(CLIP_STD, np.float32)[:, None, None], np.asarray(CLIP_MEAN, np.float32)[:, None, None]
+    torch.manual_seed(0)
+    for _ in range(20):
+        image = Preprocess((32, 32), augment=True)(rgb, depth, mask, K_OPDMULTI)[0].numpy() * std + mean
+        red, green, blue = image
+        np.testing.assert_allclose(green, blue, atol=1e-5)
+        assert (red > green + 1e-3).all()

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, default_collate
 
 from segaff_core.data.mirror import mirror_sample
 from segaff_core.data.transforms import Preprocess
-from segaff_core.text import tokenize
+from segaff_core.text import tokenize, trim_padding
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,13 @@ class AffordanceDataset(Dataset):
 def collate_samples(samples: list[Optional[Sample]]) -> Optional[Sample]:
     """``default_collate`` of the good samples (``None`` = skipped bad ones); ``None`` when none is left.
 
-    Lightning's training loop skips a ``None`` batch with a warning.
+    Lightning's training loop skips a ``None`` batch with a warning. The token ids are cut after the
+    batch's longest instruction (:func:`segaff_core.text.trim_padding`): the text encoder then runs on
+    ~20 tokens, not 77, with the same features.
     """
     good = [sample for sample in samples if sample is not None]
-    return default_collate(good) if good else None
+    if not good:
+        return None
+    batch = default_collate(good)
+    batch["text"] = trim_padding(batch["text"])
+    return batch

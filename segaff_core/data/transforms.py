@@ -122,13 +122,15 @@ def normalize(image: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Preprocess:
-    """Resize one sample to ``input_size`` and normalise it; ``augment`` adds colour jitter."""
+    """Resize one sample to ``input_size`` and normalise it; ``augment`` adds colour jitter.
+
+    The jitter keeps hue: instructions may name a colour ("the white cabinet"), and a hue shift would
+    change it (it was also a quarter of a sample's loading time).
+    """
 
     input_size: tuple[int, int] = (256, 256)
     augment: bool = False
-    jitter: ColorJitter = field(
-        default_factory=lambda: ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
-    )
+    jitter: ColorJitter = field(default_factory=lambda: ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4))
 
     def __call__(
         self, rgb: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, K: np.ndarray

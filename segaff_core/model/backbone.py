@@ -62,7 +62,8 @@ def clip_model_config(model_name: str, overrides: Optional[Mapping[str, Any]] = 
 class CLIPBackbone(nn.Module):
     """CLIP ResNet image and text towers. Parameter names equal OpenAI's state-dict keys.
 
-    Image: ``v2 (B, width*8, H/8, W/8)``, ``v3 (B, width*16, H/16, W/16)``, ``v4 (B, embed_dim, H/32, W/32)``.
+    Image: ``v1 (B, width*4, H/4, W/4)``, ``v2 (B, width*8, H/8, W/8)``, ``v3 (B, width*16, H/16, W/16)``,
+    ``v4 (B, embed_dim, H/32, W/32)``.
     Text: :class:`TextFeatures` with ``words (B, L, text_width)`` and ``state (B, embed_dim)``.
     """
 
@@ -84,7 +85,8 @@ class CLIPBackbone(nn.Module):
         width = config["vision_cfg"]["width"]
         pool_dim = self.visual.attnpool.c_proj.in_features  # width * 32
         self.embed_dim: int = config["embed_dim"]
-        self.image_channels: tuple[int, int, int] = (width * 8, width * 16, self.embed_dim)
+        self.image_channels: tuple[int, int, int] = (width * 8, width * 16, self.embed_dim)  # v2, v3, v4
+        self.h4_channels: int = width * 4  # v1
         self.text_width: int = config["text_cfg"]["width"]
         self.context_length: int = self.positional_embedding.shape[0]
         # CRIS's residual around the spatial attention pool; not part of CLIP's weights.
@@ -146,16 +148,16 @@ class CLIPBackbone(nn.Module):
         out = out[1:].permute(1, 2, 0).reshape(batch, -1, height, width)  # (B, D, h, w)
         return F.relu(out + residual)
 
-    def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``image (B, 3, H, W)`` CLIP-normalised -> ``v2, v3, v4`` (see the class docstring)."""
+    def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``image (B, 3, H, W)`` CLIP-normalised -> ``v1, v2, v3, v4`` (see the class docstring)."""
         visual = self.visual
         x = visual.stem(image)  # (B, width, H/4, W/4)
-        x = visual.layer1(x)  # (B, width*4, H/4, W/4)
-        v2 = visual.layer2(x)  # (B, width*8, H/8, W/8)
+        v1 = visual.layer1(x)  # (B, width*4, H/4, W/4)
+        v2 = visual.layer2(v1)  # (B, width*8, H/8, W/8)
         v3 = visual.layer3(v2)  # (B, width*16, H/16, W/16)
         x = visual.layer4(v3)  # (B, width*32, H/32, W/32)
         v4 = self._spatial_attention_pool(x)  # (B, embed_dim, H/32, W/32)
-        return v2, v3, v4
+        return v1, v2, v3, v4
 
     def encode_text(self, text: Tensor) -> TextFeatures:
         """``text (B, L)`` token ids (L <= 77, zero padded) -> :class:`TextFeatures`."""

@@ -299,24 +299,36 @@ class Projector(nn.Module):
 
     With ``skip_in > 0`` (``ModelParams.mask_skip_dim``) an H/8 feature map ``(B, skip_in, H/8, W/8)`` is
     projected to ``skip_dim`` channels and concatenated after the first upsampling, so mask edges come from
-    H/8 image detail rather than from the H/16 grid alone (which bounds the IoU of small parts).
+    H/8 image detail rather than from the H/16 grid alone; ``skip4_in > 0`` (``mask_skip4_dim``) does the
+    same with an H/4 map after the second. Upsampling masks from H/16, H/8 and H/4 bounds the mean IoU of
+    the synthetic test parts at 160x160 at 0.54, 0.85 and 0.96.
     """
 
     def __init__(
-        self, state_dim: int, in_dim: int, kernel_size: int = 3, num_maps: int = 2, skip_in: int = 0, skip_dim: int = 0
+        self,
+        state_dim: int,
+        in_dim: int,
+        kernel_size: int = 3,
+        num_maps: int = 2,
+        skip_in: int = 0,
+        skip_dim: int = 0,
+        skip4_in: int = 0,
+        skip4_dim: int = 0,
     ) -> None:
         super().__init__()
-        if (skip_in > 0) != (skip_dim > 0):
-            raise ValueError(f"skip_in and skip_dim must both be positive or both 0, got {skip_in}, {skip_dim}")
+        for name, inputs, outputs in (("skip", skip_in, skip_dim), ("skip4", skip4_in, skip4_dim)):
+            if (inputs > 0) != (outputs > 0):
+                raise ValueError(f"{name}_in and {name}_dim must both be positive or both 0, got {inputs}, {outputs}")
         self.in_dim = in_dim
         self.kernel_size = kernel_size
         self.num_maps = num_maps
         self.skip = conv_bn_relu(skip_in, skip_dim, 1) if skip_dim else None
+        self.skip4 = conv_bn_relu(skip4_in, skip4_dim, 1) if skip4_dim else None
         self.vis = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             conv_bn_relu(in_dim * 2 + skip_dim, in_dim * 2, 3),
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            conv_bn_relu(in_dim * 2, in_dim, 3),
+            conv_bn_relu(in_dim * 2 + skip4_dim, in_dim, 3),
             nn.Conv2d(in_dim, in_dim, 1),
         )
         self.txt = nn.Linear(state_dim, num_maps * (in_dim * kernel_size * kernel_size + 1))
@@ -331,15 +343,22 @@ class Projector(nn.Module):
         border = torch.einsum("mcij,c->mij", kernels, last.bias)[:, None]  # (B*M, 1, k, k): kernel o b
         return DynamicKernels(weight=weight, bias=params[:, -1], border=border)
 
-    def forward(self, x: Tensor, kernels: DynamicKernels, skip: Optional[Tensor] = None) -> Tensor:
-        """``x (B, 2*in_dim, H/16, W/16)``, the kernels, and the H/8 ``skip`` map when built with one."""
-        if (skip is None) != (self.skip is None):
-            raise ValueError("the projector was built " + ("with" if self.skip is not None else "without")
-                             + " an H/8 skip input")
+    def forward(
+        self, x: Tensor, kernels: DynamicKernels, skip: Optional[Tensor] = None, skip4: Optional[Tensor] = None
+    ) -> Tensor:
+        """``x (B, 2*in_dim, H/16, W/16)``, the kernels, and the H/8 ``skip`` and H/4 ``skip4`` maps when
+        built with them."""
+        for given, layer, scale in ((skip, self.skip, "H/8"), (skip4, self.skip4, "H/4")):
+            if (given is None) != (layer is None):
+                raise ValueError("the projector was built " + ("with" if layer is not None else "without")
+                                 + f" an {scale} skip input")
         x = self.vis[0](x)  # (B, 2*in_dim, H/8, W/8)
         if self.skip is not None:
             x = torch.cat([x, self.skip(skip)], dim=1)  # (B, 2*in_dim + skip_dim, H/8, W/8)
-        x = self.vis[1:-1](x)  # (B, C, H/4, W/4), before the 1x1 conv folded into the kernels
+        x = self.vis[2](self.vis[1](x))  # (B, 2*in_dim, H/4, W/4)
+        if self.skip4 is not None:
+            x = torch.cat([x, self.skip4(skip4)], dim=1)  # (B, 2*in_dim + skip4_dim, H/4, W/4)
+        x = self.vis[3](x)  # (B, C, H/4, W/4), before the 1x1 conv folded into the kernels
         batch, channels, height, width = x.shape
         padding = self.kernel_size // 2
         # One group per sample: (1, B*C, h, w) * (B*M, C, k, k) -> (1, B*M, h, w)

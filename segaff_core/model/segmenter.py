@@ -23,6 +23,7 @@ from segaff_core.model.layers import (
     WordMemory,
     soft_argmax,
 )
+from segaff_core.text import used_length
 
 FREEZABLE_PARTS = ("backbone", "depth_encoder", "neck", "decoder", "projector", "motion_head", "trajectory_head")
 
@@ -111,6 +112,7 @@ class SegAffordanceModel(nn.Module):
         self.projector = Projector(
             params.word_dim, params.vis_dim // 2, kernel_size=3, num_maps=2,
             skip_in=params.fpn_in[0] + depth_channels[0] if params.mask_skip_dim else 0, skip_dim=params.mask_skip_dim,
+            skip4_in=self.backbone.h4_channels if params.mask_skip4_dim else 0, skip4_dim=params.mask_skip4_dim,
         )
         # condition: mask-pooled decoder features, pooled v4, sentence state, point_xy
         cond_dim = params.vis_dim + channels[2] + params.word_dim + 2
@@ -150,8 +152,7 @@ class SegAffordanceModel(nn.Module):
         the batch (the attention masks it anyway; one host sync, so meant for per-instruction caching)."""
         words, padding_mask = text_features.words, text_features.padding_mask  # (B, L, C), (B, L)
         if trim_padding:
-            used = (~padding_mask).any(dim=0).nonzero()
-            length = int(used.max()) + 1 if len(used) else 1
+            length = used_length(padding_mask)
             words, padding_mask = words[:, :length], padding_mask[:, :length]
         state = text_features.state  # (B, word_dim)
         return TextConditioning(
@@ -161,9 +162,9 @@ class SegAffordanceModel(nn.Module):
             kernels=self.projector.text_kernels(state),
         )
 
-    def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``image (B,3,H,W)`` (H, W multiples of 32) -> CLIP features ``v2 (B,C2,H/8,W/8)``,
-        ``v3 (B,C3,H/16,W/16)``, ``v4 (B,C4,H/32,W/32)``."""
+    def encode_image(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``image (B,3,H,W)`` (H, W multiples of 32) -> CLIP features ``v1 (B,C1,H/4,W/4)``,
+        ``v2 (B,C2,H/8,W/8)``, ``v3 (B,C3,H/16,W/16)``, ``v4 (B,C4,H/32,W/32)``."""
         height, width = image.shape[-2:]
         if height % 32 or width % 32:
             raise ValueError(f"image height and width must be multiples of 32, got {height}x{width}")
@@ -174,12 +175,12 @@ class SegAffordanceModel(nn.Module):
 
     def _shared(
         self,
-        image_features: tuple[Tensor, Tensor, Tensor],
+        image_features: tuple[Tensor, Tensor, Tensor, Tensor],
         depth: Tensor,
         text: TextConditioning,
         gt_mask: Optional[Tensor],
     ) -> _SharedFeatures:
-        v2, v3, v4 = image_features  # (B,C2,H/8,W/8), (B,C3,H/16,W/16), (B,C4,H/32,W/32)
+        v1, v2, v3, v4 = image_features  # (B,C1,H/4,W/4), (B,C2,H/8,W/8), (B,C3,H/16,W/16), (B,C4,H/32,W/32)
         state = text.state  # (B, word_dim)
         if self.depth_encoder is not None:
             depth_8, depth_16 = self.depth_encoder(depth)  # (B,d0,H/8,W/8), (B,d1,H/16,W/16)
@@ -188,7 +189,8 @@ class SegAffordanceModel(nn.Module):
         fused = self.neck((v2, v3, v4), text.gate)  # (B, vis_dim, H/16, W/16)
         fused = self.decoder(fused, text.words)  # (B, vis_dim, H/16, W/16)
         skip = v2 if self.projector.skip is not None else None
-        maps = self.projector(fused, text.kernels, skip)  # (B, 2, H/4, W/4)
+        skip4 = v1 if self.projector.skip4 is not None else None
+        maps = self.projector(fused, text.kernels, skip, skip4)  # (B, 2, H/4, W/4)
         mask_logits, point_logits = maps[:, :1], maps[:, 1:]  # (B, 1, H/4, W/4) each
         point_xy = soft_argmax(point_logits)  # (B, 2) in [0, 1]
         # Motion condition; predictions enter detached so motion losses do not reshape the mask/point maps.
@@ -201,7 +203,7 @@ class SegAffordanceModel(nn.Module):
 
     def forward_from_features(
         self,
-        image_features: tuple[Tensor, Tensor, Tensor],
+        image_features: tuple[Tensor, Tensor, Tensor, Tensor],
         depth: Tensor,
         text_features: Union[TextFeatures, TextConditioning],
         targets: Optional[Mapping[str, Tensor]] = None,
