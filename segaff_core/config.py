@@ -63,6 +63,7 @@ class ModelParams:
             num_head=4,
             dim_ffn=128,
             mask_skip_dim=32,
+            mask_skip4_dim=16,
             dropout=0.1,
             vae_latent_dim=16,
             vae_hidden_dim=64,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
+import torch
 
 from segaff_core.config import TestParams
 
@@ -53,9 +54,13 @@ class SampleResult:
 
 
 def _numpy(value: Any) -> np.ndarray:
-    """A numpy array from a numpy array, a number or a (possibly CUDA, grad-tracking) torch tensor."""
+    """A numpy array from a numpy array, a number or a (possibly CUDA, grad-tracking, half-precision)
+    torch tensor; bfloat16, which numpy lacks, becomes float32."""
     if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
+        value = value.detach()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        value = value.cpu().numpy()
     return np.asarray(value)
 
 

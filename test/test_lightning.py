@@ -102,6 +102,19 @@ def test_fit_logs_finite_named_loss_terms(fitted: Any) -> None:
     assert {"val/loss", "val/mIoU", "val/P_Det"} <= set(metrics)
 
 
+def test_bf16_mixed_fit_validates_with_gradient_clipping(synthetic_root: Path, tmp_path: Path) -> None:
+    """bf16 mixed precision on the CPU (native bf16 where the processor has it), with the config's gradient
+    clipping: the optimizer is not fused (Lightning refuses clipping then) and validation metrics come out
+    of bf16 outputs."""
+    cli = run_cli(
+        "fit", synthetic_root, tmp_path, "--trainer.precision=bf16-mixed", "--trainer.max_steps=2",
+        "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
+    )
+    assert cli.trainer.global_step == 2 and not cli.trainer.optimizers[0].defaults["fused"]
+    metrics = cli.trainer.callback_metrics
+    assert math.isfinite(float(metrics["train/loss"])) and 0.0 <= float(metrics["val/mIoU"]) <= 1.0
+
+
 def test_fit_writes_checkpoints_images_and_learning_rates(fitted: Any, synthetic_root: Path) -> None:
     checkpoint_dir = Path(fitted.trainer.default_root_dir) / "checkpoints"
     assert sorted(p.name for p in checkpoint_dir.iterdir()) == ["best-epoch=000.ckpt", "last.ckpt"]
@@ -207,12 +220,13 @@ class RecordLearningRate(L.Callback):
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
 
-def test_optimizer_is_fused_unless_a_gradient_scaler_unscales_in_the_step() -> None:
+def test_optimizer_is_fused_unless_precision_is_mixed() -> None:
     module = small_module()
     assert module.configure_optimizers()["optimizer"].defaults["fused"]  # CPU, no trainer: 32-bit
     parameters = list(module.parameters())
-    assert lightning_module.fused_adamw_fits(parameters, "bf16-mixed")
+    assert lightning_module.fused_adamw_fits(parameters, "bf16-true")
     assert not lightning_module.fused_adamw_fits(parameters, "16-mixed")
+    assert not lightning_module.fused_adamw_fits(parameters, "bf16-mixed")
     assert not lightning_module.fused_adamw_fits([torch.zeros(1, device="meta")], "32-true")
 
 
@@ -221,6 +235,7 @@ def test_channels_last_training_matches_the_contiguous_layout(synthetic_root: Pa
     training loss and every gradient equal those of the contiguous layout with the same weights."""
     batch = collate_samples([SF3DDataset(synthetic_root, "train", input_size=(64, 64))[i] for i in range(4)])
     results = []
+    torch.manual_seed(0)  # the weights (some draws condition a BatchNorm badly enough to amplify rounding)
     for channels_last in (True, False):
         module = small_module(channels_last=channels_last)
         if results:

@@ -217,7 +217,7 @@ def test_mask_skip_feeds_h8_features_and_is_off_in_the_seed_layout():
     """ModelParams.mask_skip_dim: the small config concatenates a projection of the neck's H/8 input after the
     projector's first upsampling; 0 builds the seed's projector (first conv on 2 * in_dim = vis_dim channels)."""
     vis_dim = ModelParams.small().vis_dim
-    seed_layout = _small_model(mask_skip_dim=0).eval()
+    seed_layout = _small_model(mask_skip_dim=0, mask_skip4_dim=0).eval()
     assert seed_layout.projector.skip is None and seed_layout.projector.vis[1][0].in_channels == vis_dim
     assert not any(name.startswith("projector.skip") for name in seed_layout.state_dict())
 
@@ -273,6 +273,25 @@ def test_trimmed_token_padding_gives_the_same_outputs(small_model):
         short = small_model(image, depth, trimmed)
     for key in full:
         torch.testing.assert_close(short[key], full[key], atol=1e-5, rtol=1e-5)
+
+
+def test_inference_follows_weights_a_fused_optimizer_changes():
+    """Fused AdamW updates weights in place without bumping their version counters: inference after its
+    step must use the new weights (a memo keyed on versions once kept the attention pool's old positions)."""
+    model = _small_model().eval()
+    image, depth, text = _inputs(1, 160, 160)
+    with torch.inference_mode():
+        model(image, depth, text)  # anything memoised is memoised now
+    position = model.backbone.visual.attnpool.positional_embedding
+    optimizer = torch.optim.AdamW([position], lr=0.1, fused=True)
+    position.grad = torch.randn_like(position)
+    optimizer.step()
+    fresh = _small_model().eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        after, expected = model(image, depth, text), fresh(image, depth, text)
+    for key in expected:
+        torch.testing.assert_close(after[key], expected[key], msg=key)
 
 
 def test_input_validation(small_model):

@@ -21,8 +21,6 @@ import torch.nn.functional as F
 from open_clip.model import CLIP
 from torch import Tensor, nn
 
-from segaff_core.model.layers import InferenceCache
-
 logger = logging.getLogger(__name__)
 
 # Checkpoint entries that are not weights of this backbone: OpenAI's metadata (open_clip drops it too),
@@ -93,7 +91,6 @@ class CLIPBackbone(nn.Module):
         self.attnpool_residual = nn.Sequential(
             nn.Conv2d(pool_dim, self.embed_dim, 1, bias=False), nn.BatchNorm2d(self.embed_dim)
         )
-        self._pool_positions = InferenceCache()
 
     def clip_state_keys(self) -> set[str]:
         """Keys of this module's state dict that a CLIP checkpoint provides."""
@@ -102,15 +99,9 @@ class CLIPBackbone(nn.Module):
     def _pool_positional_embedding(self, height: int, width: int) -> Tensor:
         """Attention-pool positional embedding (1 + height*width, C), its grid resized bicubically.
 
-        Memoised per size for inference (keyed on the weight's storage and version counter)."""
+        Computed every call (a few microseconds): a memo keyed on the weight's version counter would go
+        stale, since fused optimizers (AdamW ``fused=True``) update weights without bumping it."""
         pos = self.visual.attnpool.positional_embedding  # (1 + S*S, C)
-        return self._pool_positions.get(
-            lambda: (height, width, pos.device, pos.dtype, pos.data_ptr(), pos._version),
-            lambda: self._resize_pool_positions(pos, height, width),
-        )
-
-    @staticmethod
-    def _resize_pool_positions(pos: Tensor, height: int, width: int) -> Tensor:
         side = math.isqrt(int(pos.shape[0]) - 1)
         if (height, width) == (side, side):
             return pos

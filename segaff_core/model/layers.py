@@ -13,12 +13,12 @@ from torch import Tensor, nn
 
 
 class InferenceCache:
-    """Tensors that depend only on a spatial size (and fixed weights), memoised for inference.
+    """Tensors that depend only on a spatial size, memoised for inference.
 
     The cache is used only while autograd is off (``no_grad`` / ``inference_mode``) and not while
     ``torch.compile`` or the ONNX exporter traces the model, so a memoised tensor never enters a graph
-    that trains or is exported. Keys that involve weights must include their version counters
-    (``param._version``), which every in-place update (optimizer step, ``load_state_dict``) bumps.
+    that trains or is exported. Nothing derived from weights belongs here: a fused optimizer step
+    changes weights in place without bumping their version counters, so no key could tell.
     """
 
     def __init__(self, max_entries: int = 8) -> None:
