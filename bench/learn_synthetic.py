@@ -40,6 +40,7 @@ from unittest import mock
 import lightning as L
 import torch
 
+from cpu_features import cpu_has_native_bf16
 from segaff_core.data import SF3DDataset
 from segaff_core.data.sf3d_format import decode_record, open_lmdb
 from segaff_core.synth import generate_dataset
@@ -70,15 +71,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", metavar="-- --KEY=VALUE",
                         help="after --: train/fit.py options over the config, e.g. -- --model.optim.lr=2e-3")
     return parser.parse_args()
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether the CPU computes in bf16 natively (the avx512_bf16 or amx_bf16 flag of Linux's /proc/cpuinfo)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
 def load_fit_script() -> Any:

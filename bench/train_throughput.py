@@ -7,7 +7,7 @@ The training step (forward, losses, backward, AdamW step) runs in a Lightning Tr
 SceneFun3D-format data (``segaff_core.synth``); a callback times ``on_train_batch_start`` ->
 ``on_train_batch_end`` after ``--warmup`` steps, so data loading is not included. The default config
 uses random CLIP weights (same cost as RN50.pt). On CUDA each config also runs with bf16-mixed and
-16-mixed precision. The loader line is the SF3DDataModule training loader on the same data; for loaders
+16-mixed precision, on a CPU with native bf16 (avx512_bf16, amx_bf16) with bf16-mixed. The loader line is the SF3DDataModule training loader on the same data; for loaders
 on data of the real sizes see ``bench/data_throughput.py``. A loader keeps up when its samples/s is at
 least the training step's.
 """
@@ -25,6 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from cpu_features import cpu_has_native_bf16
 from segaff_core.config import ModelParams
 from segaff_core.data import SF3DDataModule
 from segaff_core.lightning_module import SegAffordanceModule
@@ -110,7 +111,10 @@ def loader_samples_per_s(datamodule: SF3DDataModule, batches: int) -> float:
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
-    precisions = ["32-true"] + (["bf16-mixed", "16-mixed"] if args.accelerator == "cuda" else [])
+    if args.accelerator == "cuda":
+        precisions = ["32-true", "bf16-mixed", "16-mixed"]
+    else:
+        precisions = ["32-true"] + (["bf16-mixed"] if cpu_has_native_bf16() else [])
     needed = (args.warmup + args.steps + 1) * args.batch_size
     with tempfile.TemporaryDirectory(prefix="segaff_throughput_") as scratch:
         root = args.data
