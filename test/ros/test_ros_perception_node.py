@@ -22,8 +22,10 @@ from ros_helpers import (  # noqa: E402
     FrameStream,
     NodeProcess,
     Probe,
+    intrinsics,
     wait_until,
 )
+from segaff_core.inference import DEPTH_WINDOW_PX  # noqa: E402
 from segaff_ros.conversions import image_to_numpy, stamp_to_ns  # noqa: E402
 from segaff_ros.perception_node import MAX_INSTRUCTION_CHARS  # noqa: E402
 
@@ -100,6 +102,23 @@ def run_until_result(
     return stream, found[0]
 
 
+def assert_lifted_from_the_depth_surface(point: np.ndarray, result: Any, mask: np.ndarray, spec: FrameSpec) -> None:
+    """The interaction point lies on the ray of its pixel, at the depth the Predictor's rule reads from the
+    published depth (``geometry.robust_depth_at``): the surface itself where the depth window at the pixel
+    meets the mask, else the median depth over the mask (a random-weight model's point may lie outside it)."""
+    K = intrinsics(spec.width, spec.height)
+    u, v = result.interaction_u, result.interaction_v
+    projected = K @ point
+    np.testing.assert_allclose(projected[:2] / projected[2], [u, v], atol=0.51)
+    half = DEPTH_WINDOW_PX // 2 * spec.depth_scale
+    col, row = int(round(u)), int(round(v))
+    if mask[max(row - half, 0): row + half + 1, max(col - half, 0): col + half + 1].any():
+        assert spec.plane.distance_to(point) < 0.02, "the interaction point is not on the depth surface"
+    else:
+        surface = spec.plane.depth_m(K, spec.width, spec.height)[mask]
+        assert point[2] == pytest.approx(float(np.median(surface)), abs=0.02), "not the mask's median depth"
+
+
 @pytest.mark.parametrize(
     "depth_encoding, depth_scale", [("16UC1", 1), ("32FC1", 1), ("16UC1", 2)], ids=["16UC1", "32FC1", "16UC1-half-size"]
 )
@@ -135,7 +154,8 @@ def test_every_output_arrives_with_the_rgb_header(perception, depth_encoding: st
 
     pose = message_at(probe, "interaction_pose", stamp).pose
     point = np.array([pose.position.x, pose.position.y, pose.position.z])
-    assert spec.plane.distance_to(point) < 0.02, "the interaction point is not on the depth surface"
+    published_mask = np.frombuffer(result.mask.data, np.uint8).reshape(spec.height, spec.width) > 0
+    assert_lifted_from_the_depth_surface(point, result, published_mask, spec)
     first = result.trajectory[0]
     np.testing.assert_allclose([first.x, first.y, first.z], point, atol=1e-5)
     q = pose.orientation
