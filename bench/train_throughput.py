@@ -7,7 +7,8 @@ The training step (forward, losses, backward, AdamW step) runs in a Lightning Tr
 SceneFun3D-format data (``segaff_core.synth``); a callback times ``on_train_batch_start`` ->
 ``on_train_batch_end`` after ``--warmup`` steps, so data loading is not included. The default config
 uses random CLIP weights (same cost as RN50.pt). On CUDA each config also runs with bf16-mixed and
-16-mixed precision, on a CPU with native bf16 (avx512_bf16, amx_bf16) with bf16-mixed. The loader line is the SF3DDataModule training loader on the same data; for loaders
+16-mixed precision, on a CPU with native bf16 (avx512_bf16, amx_bf16) with bf16-mixed. The loader line is
+the SF3DDataModule training loader on the same data; for loaders
 on data of the real sizes see ``bench/data_throughput.py``. A loader keeps up when its samples/s is at
 least the training step's.
 """
