@@ -72,7 +72,12 @@ class ModelParams:
 
 @dataclass
 class LossParams:
-    """Loss weights (seed defaults) and loss shape parameters."""
+    """Loss weights (seed defaults) and loss shape parameters.
+
+    ``mask_loss_resolution``: ``"logits"`` (the seed's) compares the mask logits with the ground truth
+    area-averaged to their grid (H/4); ``"input"`` upsamples the logits bilinearly to the ground truth's
+    size, as the Predictor does before thresholding, so the loss scores the edges the metrics see.
+    """
 
     mask_weight: float = 0.5
     point_map_weight: float = 1.0
@@ -84,9 +89,16 @@ class LossParams:
     origin_weight: float = 0.5
     bce_weight: float = 0.5
     dice_weight: float = 0.5
+    mask_loss_resolution: Literal["logits", "input"] = "logits"
     point_sigma: float = 8.0
     vae_beta: float = 0.01
     label_smoothing: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.mask_loss_resolution not in ("logits", "input"):
+            raise ValueError(
+                f"LossParams.mask_loss_resolution must be 'logits' or 'input', got {self.mask_loss_resolution!r}"
+            )
 
 
 @dataclass

@@ -131,7 +131,7 @@ class SegAffordanceModule(L.LightningModule):
         """Model outputs for a collated batch; ``with_targets`` passes the training-time ground truth."""
         targets = {key: batch[key] for key in _TARGET_KEYS} if with_targets else None
         image = batch["image"].contiguous(memory_format=self.memory_format)
-        return self.model(image, batch["depth"], batch["text"], targets)
+        return self.model(image, batch["depth"], batch["text"], targets, batch.get("image_index"))
 
     def training_step(self, batch: Optional[dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
         """The weighted total loss; None (Lightning skips the update) when it is not finite or the batch empty.
@@ -144,7 +144,7 @@ class SegAffordanceModule(L.LightningModule):
             return None
         outputs = self(batch, with_targets=True)
         total, terms = compute_losses(outputs, batch, self.loss_params)
-        batch_size = len(batch["image"])
+        batch_size = len(batch["text"])  # samples (an image-grouped batch has fewer images)
         if not torch.isfinite(total):
             self._skip_nonfinite(terms, batch_idx)
             return None

@@ -108,7 +108,8 @@ def compute_losses(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its terms (detached, for logging) from model ``outputs`` and a collated ``batch``.
 
-    Terms (see :data:`TERM_WEIGHTS`): mask Dice+BCE against the mask resized to the logits' size;
+    Terms (see :data:`TERM_WEIGHTS`): mask Dice+BCE against the mask resized to the logits' size (or of
+    the logits upsampled to the mask's size, ``mask_loss_resolution="input"``);
     point heatmap BCE against a Gaussian (sigma ``point_sigma`` feature pixels); L1 of the soft-argmax
     point; ``vae`` = axis ``1 - cos^2`` plus ``vae_beta`` * KL when ``vae_mu`` is present; motion type CE
     with label smoothing; origin L1 of ``origin_offset`` vs ``origin - point_3d`` over rotation samples;
@@ -117,7 +118,11 @@ def compute_losses(
     ``axis`` and (with the CVAE) ``kl``.
     """
     mask_logits = outputs["mask_logits"].float()
-    mask_target = resize_mask(batch["mask"], tuple(mask_logits.shape[-2:]))
+    if params.mask_loss_resolution == "input":
+        mask_target = batch["mask"].float()
+        mask_logits = F.interpolate(mask_logits, size=mask_target.shape[-2:], mode="bilinear", align_corners=False)
+    else:
+        mask_target = resize_mask(batch["mask"], tuple(mask_logits.shape[-2:]))
     mask_bce = F.binary_cross_entropy_with_logits(mask_logits, mask_target)
     mask_dice = dice_loss(mask_logits, mask_target)
 

@@ -101,6 +101,28 @@ def test_perfect_mask_gives_zero_dice_through_compute_losses() -> None:
     assert terms["mask_bce"].item() < 1e-6
 
 
+def test_mask_loss_at_input_resolution_scores_the_upsampled_logits() -> None:
+    """mask_loss_resolution="input": BCE and Dice of the logits upsampled bilinearly to the mask's size (the
+    Predictor's mask). A part edge inside a logit cell: the H/4 grid's soft target can be met exactly, the
+    upsampled edge cannot, so the two settings differ; the known values come from explicit upsampling."""
+    outputs, batch = make_case()
+    batch["mask"] = torch.zeros(len(batch["mask"]), 1, H, W)
+    batch["mask"][:, :, 8:19, 5:15] = 1.0  # edges inside 4 x 4 cells
+    target_grid = resize_mask(batch["mask"], (H // 4, W // 4))
+    outputs["mask_logits"] = torch.logit(target_grid.clamp(1e-4, 1 - 1e-4))  # the grid's soft target, exactly
+    _, at_logits = compute_losses(outputs, batch, LossParams())
+    _, at_input = compute_losses(outputs, batch, LossParams(mask_loss_resolution="input"))
+    upsampled = torch.nn.functional.interpolate(
+        outputs["mask_logits"], size=(H, W), mode="bilinear", align_corners=False
+    )
+    expected_bce = torch.nn.functional.binary_cross_entropy_with_logits(upsampled, batch["mask"])
+    assert at_input["mask_bce"].item() == pytest.approx(expected_bce.item(), rel=1e-5)
+    assert at_input["mask_dice"].item() == pytest.approx(dice_loss(upsampled, batch["mask"]).item(), rel=1e-5)
+    assert at_logits["mask_bce"].item() != pytest.approx(at_input["mask_bce"].item(), rel=1e-3)
+    with pytest.raises(ValueError, match="mask_loss_resolution must be 'logits' or 'input', got 'full'"):
+        LossParams(mask_loss_resolution="full")
+
+
 def test_axis_loss_sign_invariant() -> None:
     axis = torch.tensor([[0.0, 0.0, 1.0]])
     assert axis_loss(-axis, axis).item() == pytest.approx(0.0, abs=1e-7)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Generic, Optional, TypeVar
+from typing import Any, Generic, Optional, TypeVar, Union
 
 import cv2
 import numpy as np
@@ -196,6 +196,21 @@ class SkipTracker:
         return indices
 
 
+@dataclass(frozen=True)
+class ImageGroup:
+    """Samples of one image that a training batch takes together, augmented alike (``seed``)."""
+
+    indices: tuple[int, ...]
+    seed: int
+
+
+@dataclass
+class GroupedSamples:
+    """What a dataset returns for an :class:`ImageGroup`: its samples, one image (``None`` = a bad one)."""
+
+    samples: list[Optional[Sample]]
+
+
 class AffordanceDataset(Dataset):
     """Base of the readers: skip-or-raise handling of bad samples and the shared preprocessing."""
 
@@ -204,10 +219,22 @@ class AffordanceDataset(Dataset):
         self.skip_bad = skip_bad
         self.skipped = SkipTracker(size)
 
-    def __getitem__(self, index: int) -> Optional[Sample]:
-        """The sample at ``index``; ``None`` for a bad one when ``skip_bad`` (see :func:`collate_samples`).
+    def __getitem__(self, item: Union[int, ImageGroup]) -> Union[Optional[Sample], GroupedSamples]:
+        """The sample at index ``item``; ``None`` for a bad one when ``skip_bad`` (see :func:`collate_samples`).
 
-        With ``augment``, half the samples are mirrored left-right (:mod:`segaff_core.data.mirror`)."""
+        With ``augment``, half the samples are mirrored left-right (:mod:`segaff_core.data.mirror`). An
+        :class:`ImageGroup` gives its samples with the same augmentation (the random draws seeded by the
+        group's seed), so they show one image: the same mirroring and colour jitter."""
+        if isinstance(item, ImageGroup):
+            samples = []
+            for index in item.indices:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(item.seed)
+                    samples.append(self._sample(index))
+            return GroupedSamples(samples)
+        return self._sample(item)
+
+    def _sample(self, index: int) -> Optional[Sample]:
         try:
             raw = self._load(index)
             if self.preprocess.augment and float(torch.rand(())) < MIRROR_PROBABILITY:
@@ -227,17 +254,36 @@ class AffordanceDataset(Dataset):
         """A human-readable name of sample ``index`` (file and record) for reports."""
         raise NotImplementedError
 
+    def image_keys(self) -> list[str]:
+        """The image of every sample, in index order (samples of one image share the key)."""
+        raise NotImplementedError
 
-def collate_samples(samples: list[Optional[Sample]]) -> Optional[Sample]:
+
+_PER_IMAGE_KEYS = ("image", "depth")
+
+
+def collate_samples(items: Sequence[Union[Optional[Sample], GroupedSamples]]) -> Optional[Sample]:
     """``default_collate`` of the good samples (``None`` = skipped bad ones); ``None`` when none is left.
 
     Lightning's training loop skips a ``None`` batch with a warning. The token ids are cut after the
     batch's longest instruction (:func:`segaff_core.text.trim_padding`): the text encoder then runs on
-    ~20 tokens, not 77, with the same features.
+    ~20 tokens, not 77, with the same features. Items that are :class:`GroupedSamples` (image-grouped
+    training batches) give ``image`` and ``depth`` once per image, and ``image_index (B,)``: the image row
+    of each sample.
     """
-    good = [sample for sample in samples if sample is not None]
-    if not good:
+    grouped = any(isinstance(item, GroupedSamples) for item in items)
+    groups = [item.samples if isinstance(item, GroupedSamples) else [item] for item in items]
+    groups = [good for good in ([s for s in group if s is not None] for group in groups) if good]
+    if not groups:
         return None
-    batch = default_collate(good)
+    samples = [sample for group in groups for sample in group]
+    if not grouped:
+        batch = default_collate(samples)
+    else:
+        batch = default_collate([{k: v for k, v in s.items() if k not in _PER_IMAGE_KEYS} for s in samples])
+        for key in _PER_IMAGE_KEYS:
+            batch[key] = torch.stack([group[0][key] for group in groups])
+        sizes = torch.tensor([len(group) for group in groups])
+        batch["image_index"] = torch.repeat_interleave(torch.arange(len(groups)), sizes)
     batch["text"] = trim_padding(batch["text"])
     return batch

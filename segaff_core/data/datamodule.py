@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from segaff_core.data.common import AffordanceDataset, collate_samples
+from segaff_core.data.grouping import ImageGroupedBatchSampler
 from segaff_core.data.opd import OPDDataset
 from segaff_core.data.sf3d import SF3DDataset
 
@@ -46,7 +47,10 @@ class AffordanceDataModule(L.LightningDataModule):
     """Data loaders over the train / val / test splits of one data set; subclasses make the datasets.
 
     ``predict`` uses the test split. ``augment`` turns on colour jitter and left-right mirroring (half the
-    samples, instruction included) for the training split only.
+    samples, instruction included) for the training split only. ``instructions_per_image`` > 1 makes
+    training batches of ``batch_size // instructions_per_image`` images with up to that many of their
+    samples each, the image side computed once per image (:mod:`segaff_core.data.grouping`; one device
+    only); 1 shuffles samples independently. Evaluation batches are never grouped.
     """
 
     def __init__(
@@ -59,8 +63,14 @@ class AffordanceDataModule(L.LightningDataModule):
         pin_memory: bool,
         persistent_workers: bool,
         augment: bool,
+        instructions_per_image: int,
     ) -> None:
         super().__init__()
+        if not 1 <= instructions_per_image <= batch_size:
+            raise ValueError(
+                f"instructions_per_image must be between 1 and batch_size {batch_size}, got {instructions_per_image}"
+            )
+        self.instructions_per_image = instructions_per_image
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -97,7 +107,23 @@ class AffordanceDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        if self.instructions_per_image == 1:
+            return self._loader("train")
+        if self.trainer is not None and self.trainer.world_size > 1:
+            raise ValueError(
+                "instructions_per_image > 1 batches by image on one device only; set it to 1 for "
+                f"{self.trainer.world_size} devices"
+            )
+        dataset = self.datasets["train"]
+        sampler = ImageGroupedBatchSampler(dataset.image_keys(), self.batch_size, self.instructions_per_image)
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_samples,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
@@ -136,10 +162,11 @@ class OPDDataModule(AffordanceDataModule):
         augment: bool = True,
         annotation_dir: str = "annotations_bwdf",
         attributes_path: Optional[str] = None,
+        instructions_per_image: int = 1,
     ) -> None:
         super().__init__(
             input_size, batch_size, num_workers, {"train": train_split, "val": val_split, "test": test_split},
-            skip_bad, pin_memory, persistent_workers, augment,
+            skip_bad, pin_memory, persistent_workers, augment, instructions_per_image,
         )
         self.save_hyperparameters()
         self.root = root
@@ -172,10 +199,11 @@ class SF3DDataModule(AffordanceDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         augment: bool = True,
+        instructions_per_image: int = 1,
     ) -> None:
         super().__init__(
             input_size, batch_size, num_workers, {"train": train_split, "val": val_split, "test": test_split},
-            skip_bad, pin_memory, persistent_workers, augment,
+            skip_bad, pin_memory, persistent_workers, augment, instructions_per_image,
         )
         self.save_hyperparameters()
         self.root = root

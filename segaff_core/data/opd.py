@@ -276,6 +276,10 @@ class OPDDataset(AffordanceDataset):
     def describe(self, index: int) -> str:
         return self._entries[index].record
 
+    def image_keys(self) -> list[str]:
+        """The image file of every annotation; an annotation that could not be parsed is its own image."""
+        return [entry.image_name if isinstance(entry, OPDAnnotation) else entry.record for entry in self._entries]
+
     def _row(self, rows: dict[str, int], name: str, path: Path, record: str) -> int:
         if name not in rows:
             raise DatasetError(f"{record}: {name!r} is not in {path}")

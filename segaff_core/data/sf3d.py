@@ -92,6 +92,7 @@ class SF3DDataset(AffordanceDataset):
         self.root = Path(root)
         self.lmdb_path = Path(lmdb_path) if lmdb_path is not None else self.root / "data.lmdb"
         self.keys = self._split_keys(read_metadata(self.lmdb_path), split)
+        self._last_images: Optional[tuple[tuple[str, str, tuple[int, int]], tuple[np.ndarray, np.ndarray]]] = None
         super().__init__(len(self.keys), input_size, skip_bad, augment)
         log.info("SceneFun3D %s: %d records (split %s)", self.lmdb_path, len(self.keys), split or "all")
 
@@ -109,6 +110,17 @@ class SF3DDataset(AffordanceDataset):
     def describe(self, index: int) -> str:
         return f"{self.lmdb_path} record {self.keys[index]!r}"
 
+    def image_keys(self) -> list[str]:
+        """The ``rgb_path`` of every record; a record that cannot be read is its own image (it raises, or is
+        skipped, when its sample loads)."""
+        keys = []
+        for index in range(len(self)):
+            try:
+                keys.append(str(self._read_record(index)["rgb_path"]))
+            except (DatasetError, KeyError):
+                keys.append(self.describe(index))
+        return keys
+
     def _read_record(self, index: int) -> dict[str, Any]:
         key = self.keys[index]
         data = read_raw(self.lmdb_path, key.encode("utf-8"))
@@ -118,6 +130,18 @@ class SF3DDataset(AffordanceDataset):
             return decode_record(data, key)
         except DatasetError as error:
             raise DatasetError(f"{self.lmdb_path}: {error}") from None
+
+    def _read_images(self, record: dict[str, Any], size: tuple[int, int], name: str) -> tuple[np.ndarray, np.ndarray]:
+        """RGB and depth of ``record``. The last pair read is kept (read-only): consecutive samples of one
+        image, as an image-grouped batch loads them, decode it once."""
+        key = (record["rgb_path"], record["depth_path"], size)
+        if self._last_images is None or self._last_images[0] != key:
+            rgb = read_rgb(safe_join(self.root, record["rgb_path"], name), size, self.preprocess.input_size, name)
+            depth = read_depth_png(safe_join(self.root, record["depth_path"], name), name)
+            for array in (rgb, depth):
+                array.setflags(write=False)
+            self._last_images = (key, (rgb, depth))
+        return self._last_images[1]
 
     def _load(self, index: int) -> RawSample:
         record = self._read_record(index)
@@ -133,9 +157,10 @@ class SF3DDataset(AffordanceDataset):
             raise DatasetError(f"{name}: interaction pixel {point_pixel.tolist()} lies outside the "
                                f"{size[1]}x{size[0]} image")
         point_3d = record.get("interaction_point_camera_coords")
+        rgb, depth_m = self._read_images(record, size, name)
         return RawSample(
-            rgb=read_rgb(safe_join(self.root, record["rgb_path"], name), size, self.preprocess.input_size, name),
-            depth_m=read_depth_png(safe_join(self.root, record["depth_path"], name), name),
+            rgb=rgb,
+            depth_m=depth_m,
             mask=polygon_mask([polygon_xy], *size),
             K=check_intrinsics(record["intrinsics"], name),
             point_xy=point_xy,

@@ -179,6 +179,7 @@ class SegAffordanceModel(nn.Module):
         depth: Tensor,
         text: TextConditioning,
         gt_mask: Optional[Tensor],
+        image_index: Optional[Tensor],
     ) -> _SharedFeatures:
         v1, v2, v3, v4 = image_features  # (B,C1,H/4,W/4), (B,C2,H/8,W/8), (B,C3,H/16,W/16), (B,C4,H/32,W/32)
         state = text.state  # (B, word_dim)
@@ -186,6 +187,8 @@ class SegAffordanceModel(nn.Module):
             depth_8, depth_16 = self.depth_encoder(depth)  # (B,d0,H/8,W/8), (B,d1,H/16,W/16)
             v2 = torch.cat([v2, depth_8], dim=1)  # (B, C2+d0, H/8, W/8)
             v3 = torch.cat([v3, depth_16], dim=1)  # (B, C3+d1, H/16, W/16)
+        if image_index is not None:  # per image -> per sample
+            v1, v2, v3, v4 = (features.index_select(0, image_index) for features in (v1, v2, v3, v4))
         fused = self.neck((v2, v3, v4), text.gate)  # (B, vis_dim, H/16, W/16)
         fused = self.decoder(fused, text.words)  # (B, vis_dim, H/16, W/16)
         skip = v2 if self.projector.skip is not None else None
@@ -207,11 +210,14 @@ class SegAffordanceModel(nn.Module):
         depth: Tensor,
         text_features: Union[TextFeatures, TextConditioning],
         targets: Optional[Mapping[str, Tensor]] = None,
+        image_index: Optional[Tensor] = None,
     ) -> dict[str, Tensor]:
         """Depth encoder, neck, decoder and heads on :meth:`encode_image` output and the text as
-        :meth:`encode_text` or :meth:`prepare_text` output (the latter skips all text-only work)."""
+        :meth:`encode_text` or :meth:`prepare_text` output (the latter skips all text-only work);
+        ``image_index`` as in :meth:`forward`."""
         targets = targets or {}
-        shared = self._shared(image_features, depth, self._conditioning(text_features), targets.get("mask"))
+        text = self._conditioning(text_features)
+        shared = self._shared(image_features, depth, text, targets.get("mask"), image_index)
         motion = self.motion_head(shared.condition, targets.get("axis"), targets.get("motion_type"))
         trajectory = self.trajectory_head(
             shared.condition, motion["axis"], motion["motion_type_logits"], motion["origin_offset"]
@@ -224,15 +230,25 @@ class SegAffordanceModel(nn.Module):
         depth: Tensor,
         text_features: Union[TextFeatures, TextConditioning],
         targets: Optional[Mapping[str, Tensor]] = None,
+        image_index: Optional[Tensor] = None,
     ) -> dict[str, Tensor]:
         """Forward with pre-computed text (:meth:`encode_text` or :meth:`prepare_text` output); see
         :meth:`forward` for inputs and outputs."""
-        return self.forward_from_features(self.encode_image(image), depth, text_features, targets)
+        return self.forward_from_features(self.encode_image(image), depth, text_features, targets, image_index)
 
     def forward(
-        self, image: Tensor, depth: Tensor, text: Tensor, targets: Optional[Mapping[str, Tensor]] = None
+        self,
+        image: Tensor,
+        depth: Tensor,
+        text: Tensor,
+        targets: Optional[Mapping[str, Tensor]] = None,
+        image_index: Optional[Tensor] = None,
     ) -> dict[str, Tensor]:
         """``image (B,3,H,W)`` CLIP-normalised, ``depth (B,1,H,W)`` metres (0 invalid), ``text (B,L)`` tokens.
+
+        With ``image_index (B,)`` the image side runs once per image: ``image (N,3,H,W)`` and ``depth
+        (N,1,H,W)`` hold N images and sample ``b`` reads row ``image_index[b]`` (several instructions of
+        one image in a training batch, :mod:`segaff_core.data.grouping`).
 
         ``targets`` (training) may hold ``mask (B,1,H,W)`` (pools the motion condition instead of the
         predicted mask) and ``axis (B,3)`` + ``motion_type (B,)`` (CVAE posterior). Returns
@@ -240,7 +256,7 @@ class SegAffordanceModel(nn.Module):
         ``motion_type_logits (B,2)``, ``origin_offset (B,3)`` m, ``trajectory (B,T,3)`` m (first row 0),
         and ``vae_mu``, ``vae_logvar (B,latent)`` when the CVAE posterior was used.
         """
-        return self.forward_with_text(image, depth, self.encode_text(text), targets)
+        return self.forward_with_text(image, depth, self.encode_text(text), targets, image_index)
 
     def sample_motion(
         self,
@@ -259,7 +275,7 @@ class SegAffordanceModel(nn.Module):
         if not isinstance(self.motion_head, MotionVAE):
             raise RuntimeError("sample_motion needs the CVAE motion head (ModelParams.use_cvae=True)")
         text_features = self.encode_text(text) if isinstance(text, Tensor) else text
-        shared = self._shared(self.encode_image(image), depth, self._conditioning(text_features), None)
+        shared = self._shared(self.encode_image(image), depth, self._conditioning(text_features), None, None)
         samples = self.motion_head.sample(shared.condition, num_samples, generator)  # each (K, B, ...)
         condition = shared.condition.expand(num_samples, -1, -1)  # (K, B, cond_dim)
         trajectories = self.trajectory_head(
