@@ -7,7 +7,7 @@ each stage skipped and which.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -95,11 +95,13 @@ class AffordanceDataModule(L.LightningDataModule):
         if self.trainer is not None and not any(isinstance(c, SkippedSamplesReport) for c in self.trainer.callbacks):
             self.trainer.callbacks.insert(0, SkippedSamplesReport())  # model checkpoints stay last
 
-    def _loader(self, name: str) -> DataLoader:
+    def _loader(self, name: str, **batching: Any) -> DataLoader:
+        """The loader of dataset ``name``; ``batching``: DataLoader's batching arguments (default
+        ``batch_size``, shuffled for training)."""
+        batching = batching or {"batch_size": self.batch_size, "shuffle": name == "train"}
         return DataLoader(
             self.datasets[name],
-            batch_size=self.batch_size,
-            shuffle=name == "train",
+            **batching,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             pin_memory=self.pin_memory,
@@ -114,15 +116,9 @@ class AffordanceDataModule(L.LightningDataModule):
                 "instructions_per_image > 1 batches by image on one device only; set it to 1 for "
                 f"{self.trainer.world_size} devices"
             )
-        dataset = self.datasets["train"]
-        sampler = ImageGroupedBatchSampler(dataset.image_keys(), self.batch_size, self.instructions_per_image)
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_samples,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+        keys = self.datasets["train"].image_keys()
+        return self._loader(
+            "train", batch_sampler=ImageGroupedBatchSampler(keys, self.batch_size, self.instructions_per_image)
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -216,8 +216,9 @@ class SegAffordanceModel(nn.Module):
         :meth:`encode_text` or :meth:`prepare_text` output (the latter skips all text-only work);
         ``image_index`` as in :meth:`forward`."""
         targets = targets or {}
-        text = self._conditioning(text_features)
-        shared = self._shared(image_features, depth, text, targets.get("mask"), image_index)
+        shared = self._shared(
+            image_features, depth, self._conditioning(text_features), targets.get("mask"), image_index
+        )
         motion = self.motion_head(shared.condition, targets.get("axis"), targets.get("motion_type"))
         trajectory = self.trajectory_head(
             shared.condition, motion["axis"], motion["motion_type_logits"], motion["origin_offset"]
