@@ -17,9 +17,12 @@ from segaff_core.synth import generate, generate_dataset, render_scene
 from segaff_core.synth.articulation import world_trajectory
 from segaff_core.synth.camera import Orbit, orbit_camera
 from segaff_core.synth.generate import assign_splits, scene_seed
-from segaff_core.synth.language import named_part, referring_expressions
+from segaff_core.synth.language import describe_parts, instructions_in_view, named_part, referring_expressions
+from segaff_core.synth.layout import SceneLayout
+from segaff_core.synth.render import Renderer
 from segaff_core.synth.masks import bbox_xywh, coco_polygons, outline_yx
 from segaff_core.synth.sample import MIN_MASK_FRACTION, SceneSample, SceneViews, find_scene, scene_views
+from segaff_core.synth.scene import build_scene
 
 SEEDS = range(12)
 SIZE = (192, 256)  # (H, W): not square, to catch swapped axes
@@ -142,10 +145,10 @@ def test_descriptions_name_one_part(views: list[tuple[SceneViews, list[SceneSamp
         for index, phrases in enumerate(expressions):
             for phrase in phrases:
                 assert seen.setdefault(phrase, index) == index, f"{phrase!r} names two parts"
-        for index, descriptions in enumerate(scene.descriptions):
+        for index, instructions in enumerate(scene.instructions):
             target = layout.parts[index]
-            assert len(set(descriptions)) == len(descriptions)
-            for description in descriptions:
+            assert len({i.phrase for i in instructions}) == len(instructions) == len(expressions[index])
+            for description in (i.text for i in instructions):
                 match = _SIMPLE.search(description)
                 if not match:
                     continue
@@ -171,8 +174,61 @@ def test_descriptions_name_one_part(views: list[tuple[SceneViews, list[SceneSamp
                                   and match.group(2) in layout.parts[p.part_id].nouns]
                         assert all(part.handle_3d @ up > p.handle_3d @ up for p in others), description
     assert checked > 10
-    counts = [len(d) for scene, _ in views for d in scene.descriptions]
+    counts = [len(part.descriptions) for _, samples in views for sample in samples for part in sample.parts]
     assert np.mean(counts) > 2.5  # several instructions per part
+
+
+def test_instructions_name_their_part_among_the_parts_in_view(
+        views: list[tuple[SceneViews, list[SceneSample]]]) -> None:
+    checked = 0
+    for scene, samples in views:
+        scene_expressions = referring_expressions(scene.layout)
+        renderer = Renderer(scene.layout)
+        for sample in samples:
+            labels = renderer.render(sample.camera, sample.lighting).part_ids
+            ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+            in_view = ids[counts >= MIN_MASK_FRACTION * labels.size].tolist()
+            view_expressions = referring_expressions(scene.layout, in_view)
+            assert all(not view_expressions[i] for i in range(len(scene.layout.parts)) if i not in in_view)
+            for part in sample.parts:
+                assert 1 <= len(part.descriptions) <= 4
+                for description in part.descriptions:
+                    assert named_part(scene_expressions, description) == part.part_id, description
+                    assert named_part(view_expressions, description) == part.part_id, description
+                    checked += 1
+    assert checked > 50
+
+
+def _wardrobe_doors() -> tuple[SceneLayout, list[int]]:
+    """A scene with a piece of furniture holding four or more doors side by side, and their indices."""
+    for seed in range(200):
+        layout = build_scene(np.random.default_rng(seed))
+        for piece in range(len(layout.furniture)):
+            doors = [i for i, p in enumerate(layout.parts) if p.furniture == piece and p.category == "door"]
+            heights = {round(float(layout.parts[i].handle[2]), 2) for i in doors}
+            if len(doors) >= 4 and len(heights) == 1:
+                return layout, sorted(doors, key=lambda i: layout.parts[i].handle[0])
+    raise AssertionError("no scene with four doors in a row among 200 seeds")
+
+
+def test_ordinal_phrases_count_only_the_parts_in_view() -> None:
+    layout, doors = _wardrobe_doors()
+    second, piece = doors[1], layout.parts[doors[1]].furniture
+    others = [i for i in range(len(layout.parts)) if layout.parts[i].furniture != piece]
+    in_scene = referring_expressions(layout)[second]
+    without_first = referring_expressions(layout, [*doors[1:], *others])[second]
+    assert any("second door from the left" in phrase for phrase in in_scene)
+    assert not any("second door from the left" in phrase for phrase in without_first)
+    left = re.compile(r"the left(most)? door")  # what it is among the doors in view
+    assert any(left.search(phrase) for phrase in without_first) and not any(left.search(p) for p in in_scene)
+    described = describe_parts(layout, np.random.default_rng(0))
+    assert not instructions_in_view(described[second], without_first)  # all its phrases count from the left
+    last = doors[-1]
+    last_in_view = referring_expressions(layout, [*doors[1:], *others])[last]
+    kept = instructions_in_view(described[last], last_in_view, max_instructions=100)
+    assert kept == [i.text for i in described[last] if i.phrase in last_in_view]
+    assert any("rightmost door" in text for text in kept) and not any("from the" in text for text in kept)
+    assert instructions_in_view(described[last], last_in_view, max_instructions=2) == kept[:2]
 
 
 def test_named_part_takes_the_longest_whole_phrase() -> None:
@@ -235,8 +291,8 @@ def test_orbit_moves_the_view_smoothly_about_the_part() -> None:
     tracks = np.stack(tracks)  # (steps + 1, parts, 2)
     pivot_track = tracks[:, index]
     np.testing.assert_allclose(pivot_track, pivot_track[:1].repeat(steps + 1, 0), atol=1e-6)  # the pivot stays put
-    step_px = np.linalg.norm(np.diff(tracks, axis=0), axis=2)
-    assert np.nanmax(step_px) < 1.5, "consecutive viewpoints must differ by about a pixel at most"
+    step_px = np.linalg.norm(np.diff(tracks[:, [p.part_id for p in base.parts]], axis=0), axis=2)
+    assert np.nanmax(step_px) < 1.5, "the visible handles must move by about a pixel at most per step"
     sway_px = np.linalg.norm(tracks - tracks[:1], axis=2)
     assert np.nanmax(sway_px) > 3.0, "the other handles must move over a period"
     np.testing.assert_allclose(tracks[-1], tracks[0], atol=1e-6)  # periodic: no jump at the wrap

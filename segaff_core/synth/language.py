@@ -4,12 +4,14 @@ A referring expression is a noun ("drawer", "cabinet door", "lid"), an optional 
 dresser") and modifiers that single the part out within the scope: vertical and horizontal order of the
 handles ("top", "second ... from the bottom", "leftmost", "top-left", "in the right column"), the handle
 kind, the colour. Left and right are along the back wall, as every camera sees them; heights are world z.
-A modifier is used only when exactly one part of the scope satisfies it, so every description is
-unambiguous within the whole scene, whichever parts a camera happens to see.
+A modifier is used only when exactly one part of the scope satisfies it. A view's instructions name
+their part both in the whole scene and among the parts that view shows: "the second door from the left"
+is not given where the leftmost door is out of sight (it would name another door there).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -146,50 +148,55 @@ def _phrase(modifier: Modifier, noun: str, scope: str) -> str:
     return " ".join(w for w in words if w)
 
 
-def _furniture_phrases(layout: SceneLayout) -> list[list[str]]:
-    """For each piece of furniture, the phrases ("the left dresser") that name it alone."""
+def _furniture_phrases(layout: SceneLayout, pieces: list[int]) -> dict[int, list[str]]:
+    """For each of ``pieces`` (furniture indices), the phrases ("the left dresser") that name it alone among them."""
+    furniture = layout.furniture
     refs = _Referents(
-        nouns={i: f.nouns for i, f in enumerate(layout.furniture)},
-        lateral={i: float(f.lo[0] + f.hi[0]) / 2 for i, f in enumerate(layout.furniture)},
-        height={i: float(f.lo[2] + f.hi[2]) / 2 for i, f in enumerate(layout.furniture)},
-        extra={i: (f.colour,) for i, f in enumerate(layout.furniture)},
+        nouns={i: furniture[i].nouns for i in pieces},
+        lateral={i: float(furniture[i].lo[0] + furniture[i].hi[0]) / 2 for i in pieces},
+        height={i: float(furniture[i].lo[2] + furniture[i].hi[2]) / 2 for i in pieces},
+        extra={i: (furniture[i].colour,) for i in pieces},
     )
-    out: list[list[str]] = []
-    for i, piece in enumerate(layout.furniture):
+    out: dict[int, list[str]] = {}
+    for i in pieces:
         phrases: list[str] = []
-        for noun in piece.nouns:
+        for noun in furniture[i].nouns:
             group = [j for j, nouns in refs.nouns.items() if noun in nouns]
             for modifier in refs.modifiers(i, group):
                 if not modifier.after:  # "the left dresser", not "the dresser in the top row"
                     phrases.append(_phrase(modifier, noun, ""))
-        out.append(phrases)
+        out[i] = phrases
     return out
 
 
-def referring_expressions(layout: SceneLayout) -> list[list[str]]:
-    """For each part of ``layout``, every noun phrase that names it and no other part of the scene."""
+def referring_expressions(layout: SceneLayout, among: Optional[Collection[int]] = None) -> list[list[str]]:
+    """For each part of ``layout``, every noun phrase that names it and no other part of the scene; with
+    ``among`` (part indices, e.g. the parts a camera sees), no other part of ``among`` (furniture counted
+    only where it has parts among them), and no phrase for the parts outside it."""
     parts = layout.parts
+    members = sorted(set(range(len(parts)) if among is None else among))
     refs = _Referents(
-        nouns={i: p.nouns for i, p in enumerate(parts)},
-        lateral={i: float(p.handle[0]) for i, p in enumerate(parts)},
-        height={i: float(p.handle[2]) for i, p in enumerate(parts)},
-        extra={i: (_HANDLE_WORDS[p.handle_kind], layout.furniture[p.furniture].colour) for i, p in enumerate(parts)},
+        nouns={i: parts[i].nouns for i in members},
+        lateral={i: float(parts[i].handle[0]) for i in members},
+        height={i: float(parts[i].handle[2]) for i in members},
+        extra={i: (_HANDLE_WORDS[parts[i].handle_kind], layout.furniture[parts[i].furniture].colour) for i in members},
     )
-    furniture_phrases = _furniture_phrases(layout)
-    out: list[list[str]] = []
-    for i, part in enumerate(parts):
+    furniture_phrases = _furniture_phrases(layout, sorted({parts[i].furniture for i in members}))
+    out: list[list[str]] = [[] for _ in parts]
+    for i in members:
+        part = parts[i]
         phrases: list[str] = []
-        scopes = [("", list(range(len(parts))))] + [
-            (f"of {name}", [j for j, p in enumerate(parts) if p.furniture == part.furniture])
+        scopes = [("", members)] + [
+            (f"of {name}", [j for j in members if parts[j].furniture == part.furniture])
             for name in furniture_phrases[part.furniture]
         ]
-        for scope, members in scopes:
+        for scope, scope_members in scopes:
             for noun in part.nouns:
                 if scope and " " in noun and not noun.startswith("cabinet"):
                     continue  # not "the oven door of the oven", "the fridge door of the refrigerator"
-                group = [j for j in members if noun in parts[j].nouns]
+                group = [j for j in scope_members if noun in parts[j].nouns]
                 phrases += [_phrase(m, noun, scope) for m in refs.modifiers(i, group, one_piece=bool(scope))]
-        out.append(list(dict.fromkeys(phrases)))
+        out[i] = list(dict.fromkeys(phrases))
     return out
 
 
@@ -223,20 +230,34 @@ def _verbs(part: Part) -> tuple[str, ...]:
     return ("Open {}.", "Swing open {}.", "Pull open {}.", "Pull the handle of {}.")
 
 
-def describe_parts(layout: SceneLayout, rng: np.random.Generator, max_descriptions: int = 4) -> list[list[str]]:
-    """Up to ``max_descriptions`` instructions per part, the shortest referring expression first."""
-    out: list[list[str]] = []
+@dataclass(frozen=True)
+class Instruction:
+    """An instruction (``text``, e.g. "Open the top drawer.") made from a referring expression (``phrase``)."""
+
+    phrase: str
+    text: str
+
+
+def describe_parts(layout: SceneLayout, rng: np.random.Generator) -> list[list[Instruction]]:
+    """For each part, an instruction from each of its referring expressions (a verb drawn for each), in the
+    order of preference: the shortest expression first, the others shuffled."""
+    out: list[list[Instruction]] = []
     for part, phrases in zip(layout.parts, referring_expressions(layout)):
-        if not phrases:
-            out.append([])
-            continue
         ordered = sorted(phrases, key=lambda p: (len(p), p))
-        others = sorted(rng.permutation(len(ordered) - 1)[: max_descriptions - 1])
-        chosen = [ordered[0]] + [ordered[1 + k] for k in others]
+        if ordered:
+            ordered = [ordered[0]] + [ordered[1 + k] for k in rng.permutation(len(ordered) - 1)]
         verbs = _verbs(part)
-        described = []
-        for phrase in chosen:
+        instructions = []
+        for phrase in ordered:
             options = [v for v in verbs if "handle" not in v or "handle" not in phrase]
-            described.append(options[int(rng.integers(len(options)))].format(phrase))
-        out.append(described)
+            instructions.append(Instruction(phrase, options[int(rng.integers(len(options)))].format(phrase)))
+        out.append(instructions)
     return out
+
+
+def instructions_in_view(candidates: list[Instruction], phrases_in_view: Collection[str],
+                         max_instructions: int = 4) -> list[str]:
+    """The first ``max_instructions`` of ``candidates`` (one part's, of :func:`describe_parts`) whose phrase is
+    among ``phrases_in_view`` (that part's :func:`referring_expressions` among the parts a view shows)."""
+    valid = set(phrases_in_view)
+    return [c.text for c in candidates if c.phrase in valid][:max_instructions]

@@ -10,7 +10,7 @@ import numpy as np
 from segaff_core.geometry import project
 from segaff_core.synth.articulation import camera_motion
 from segaff_core.synth.camera import Camera, sample_camera
-from segaff_core.synth.language import describe_parts, named_part, referring_expressions
+from segaff_core.synth.language import describe_parts, instructions_in_view, named_part, referring_expressions
 from segaff_core.synth.layout import SceneLayout
 from segaff_core.synth.render import Lighting, Renderer
 from segaff_core.synth.scene import build_scene
@@ -40,7 +40,7 @@ class PartAnnotation:
     origin: np.ndarray  # (3,) on the hinge line at the handle (rotation), the handle (translation)
     range_max: float
     trajectory: np.ndarray  # (20, 3), first point = handle_3d
-    descriptions: list[str]
+    descriptions: list[str]  # instructions that name the part in its scene and among the parts in view
 
 
 @dataclass
@@ -68,7 +68,7 @@ class SceneViews:
 
     def __init__(self, layout: SceneLayout, rng: np.random.Generator, threads: int = 0) -> None:
         self.layout = layout
-        self.descriptions = describe_parts(layout, rng)
+        self.instructions = describe_parts(layout, rng)
         self._expressions = referring_expressions(layout)
         self._renderer = Renderer(layout, threads)
         self.diameter_m = float(np.linalg.norm(layout.furniture_hi - layout.furniture_lo))
@@ -97,12 +97,15 @@ class SceneViews:
         labels, depth = image.part_ids, image.depth_m
         present, counts = np.unique(labels[labels >= 0], return_counts=True)
         min_pixels = MIN_MASK_FRACTION * camera.height * camera.width
+        in_view = [index for index, count in zip(present.tolist(), counts.tolist()) if count >= min_pixels]
+        phrases_in_view = referring_expressions(self.layout, in_view)
         annotations: list[PartAnnotation] = []
-        for index, count in zip(present.tolist(), counts.tolist()):
+        for index in in_view:
             part = self.layout.parts[index]
             piece = self.layout.furniture[part.furniture]
-            if count < min_pixels or not self.descriptions[index]:
-                continue
+            descriptions = instructions_in_view(self.instructions[index], phrases_in_view[index])
+            if not descriptions:
+                continue  # no instruction names it both in the scene and among the parts in view
             motion = camera_motion(part, camera)
             pixels = project(np.stack([motion.handle, motion.origin]), camera.K)
             if not np.isfinite(pixels).all():
@@ -127,7 +130,7 @@ class SceneViews:
                     origin=motion.origin,
                     range_max=part.range_max,
                     trajectory=motion.trajectory,
-                    descriptions=list(self.descriptions[index]),
+                    descriptions=descriptions,
                 )
             )
         return SceneSample(image.rgb, depth, camera.K.copy(), camera.world_to_camera.copy(), annotations,
