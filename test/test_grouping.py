@@ -111,9 +111,32 @@ def test_a_group_decodes_its_image_once(synthetic_root: Path) -> None:
         assert read_rgb.call_count == 1 and len(group.samples) == len(indices) >= 2
         dataset[other]
         dataset[indices[0]]
-        assert read_rgb.call_count == 3  # only the last image is kept
-    rgb, depth = dataset._last_images[1]
-    assert not rgb.flags.writeable and not depth.flags.writeable  # nothing downstream can change it
+        assert read_rgb.call_count == 3  # by default only the last image is kept
+    for rgb, depth in dataset._images.values():
+        assert not rgb.flags.writeable and not depth.flags.writeable  # nothing downstream can change it
+
+
+@pytest.mark.parametrize("cached_images", [0, 2])
+def test_the_image_cache_keeps_the_most_recently_used_images(synthetic_root: Path, cached_images: int) -> None:
+    dataset = SF3DDataset(synthetic_root, "train", input_size=(64, 64), cached_images=cached_images)
+    keys = dataset.image_keys()
+    first = {key: keys.index(key) for key in keys}  # one sample of each image
+    a, b, c = list(first.values())[:3]
+    with mock.patch("segaff_core.data.sf3d.read_rgb", wraps=sf3d.read_rgb) as read_rgb:
+        reference = dataset[a]
+        for index in (b, a, c, a, b):  # with 2 kept: a, b decoded; a hit; c evicts b; a hit; b evicts c
+            dataset[index]
+        assert read_rgb.call_count == (4 if cached_images == 2 else 6)
+        again = dataset[a]
+    for key in reference:  # a cached image gives the sample a fresh decode gives
+        assert torch.equal(reference[key], again[key]) if isinstance(again[key], torch.Tensor) \
+            else reference[key] == again[key]
+    assert len(dataset._images) == cached_images
+    with pytest.raises(ValueError, match="cached_images must be >= 0"):
+        SF3DDataset(synthetic_root, "train", cached_images=-1)
+    module = SF3DDataModule(str(synthetic_root), input_size=(64, 64), num_workers=0, cached_images=cached_images)
+    module.setup("fit")
+    assert all(module.datasets[split].cached_images == cached_images for split in ("train", "val"))
 
 
 def test_grouped_forward_equals_the_forward_of_repeated_images() -> None:

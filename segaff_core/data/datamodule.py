@@ -196,7 +196,9 @@ class SF3DDataModule(AffordanceDataModule):
         persistent_workers: bool = True,
         augment: bool = True,
         instructions_per_image: int = 1,
+        cached_images: int = 1,
     ) -> None:
+        """``cached_images``: decoded images each loader process keeps per split (see :class:`SF3DDataset`)."""
         super().__init__(
             input_size, batch_size, num_workers, {"train": train_split, "val": val_split, "test": test_split},
             skip_bad, pin_memory, persistent_workers, augment, instructions_per_image,
@@ -204,8 +206,10 @@ class SF3DDataModule(AffordanceDataModule):
         self.save_hyperparameters()
         self.root = root
         self.lmdb_path = lmdb_path
+        self.cached_images = cached_images
 
     def make_dataset(self, split: Optional[str], augment: bool) -> SF3DDataset:
         return SF3DDataset(
-            self.root, split, self.input_size, skip_bad=self.skip_bad, lmdb_path=self.lmdb_path, augment=augment
+            self.root, split, self.input_size, skip_bad=self.skip_bad, lmdb_path=self.lmdb_path, augment=augment,
+            cached_images=self.cached_images,
         )

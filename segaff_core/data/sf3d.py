@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -78,6 +79,9 @@ class SF3DDataset(AffordanceDataset):
 
     ``split`` picks the keys of ``metadata["splits"][split]``; ``None`` takes every record.
     ``lmdb_path`` defaults to ``<root>/data.lmdb`` (pass a copy on a faster disk to use it).
+    ``cached_images``: decoded RGB-D pairs kept in memory (read-only), the least recently used dropped
+    first. 1 keeps the last one (an image-grouped batch decodes its image once); a data set whose images fit
+    in memory decodes each image once with a cache of its image count (per loader process).
     """
 
     def __init__(
@@ -88,11 +92,15 @@ class SF3DDataset(AffordanceDataset):
         skip_bad: bool = False,
         lmdb_path: Optional[Union[str, Path]] = None,
         augment: bool = False,
+        cached_images: int = 1,
     ) -> None:
+        if cached_images < 0:
+            raise ValueError(f"cached_images must be >= 0, got {cached_images}")
         self.root = Path(root)
         self.lmdb_path = Path(lmdb_path) if lmdb_path is not None else self.root / "data.lmdb"
         self.keys = self._split_keys(read_metadata(self.lmdb_path), split)
-        self._last_images: Optional[tuple[tuple[str, str, tuple[int, int]], tuple[np.ndarray, np.ndarray]]] = None
+        self.cached_images = cached_images
+        self._images: OrderedDict[tuple[str, str, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         super().__init__(len(self.keys), input_size, skip_bad, augment)
         log.info("SceneFun3D %s: %d records (split %s)", self.lmdb_path, len(self.keys), split or "all")
 
@@ -132,16 +140,21 @@ class SF3DDataset(AffordanceDataset):
             raise DatasetError(f"{self.lmdb_path}: {error}") from None
 
     def _read_images(self, record: dict[str, Any], size: tuple[int, int], name: str) -> tuple[np.ndarray, np.ndarray]:
-        """RGB and depth of ``record``. The last pair read is kept (read-only): consecutive samples of one
-        image, as an image-grouped batch loads them, decode it once."""
+        """RGB and depth of ``record`` (read-only), from the cache of ``cached_images`` decoded pairs."""
         key = (record["rgb_path"], record["depth_path"], size)
-        if self._last_images is None or self._last_images[0] != key:
-            rgb = read_rgb(safe_join(self.root, record["rgb_path"], name), size, self.preprocess.input_size, name)
-            depth = read_depth_png(safe_join(self.root, record["depth_path"], name), name)
-            for array in (rgb, depth):
-                array.setflags(write=False)
-            self._last_images = (key, (rgb, depth))
-        return self._last_images[1]
+        images = self._images.get(key)
+        if images is not None:
+            self._images.move_to_end(key)
+            return images
+        rgb = read_rgb(safe_join(self.root, record["rgb_path"], name), size, self.preprocess.input_size, name)
+        depth = read_depth_png(safe_join(self.root, record["depth_path"], name), name)
+        for array in (rgb, depth):
+            array.setflags(write=False)
+        if self.cached_images > 0:
+            self._images[key] = (rgb, depth)
+            while len(self._images) > self.cached_images:
+                self._images.popitem(last=False)
+        return rgb, depth
 
     def _load(self, index: int) -> RawSample:
         record = self._read_record(index)
