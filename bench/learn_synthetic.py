@@ -26,6 +26,7 @@ the small model's Lightning step at 145 ms against 157 ms in fp32; the 30-minute
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -43,6 +44,7 @@ import lightning as L
 import torch
 
 from cpu_features import cpu_has_native_bf16
+from segaff_core.config import ModelParams
 from segaff_core.data import SF3DDataset
 from segaff_core.data.sf3d_format import decode_record, open_lmdb
 from segaff_core.synth import generate_dataset
@@ -80,6 +82,13 @@ def load_fit_script() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def checkpoint_model_params(path: Path) -> dict[str, Any]:
+    """Every ModelParams field (as a dict) that ``path``, a SegAffordance checkpoint, was trained with; the
+    fields added since it was written at their defaults, not at the config's values."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["model_params"]
+    return {**dataclasses.asdict(ModelParams()), **saved}
 
 
 def descriptions(dataset: SF3DDataset) -> list[str]:
@@ -122,8 +131,9 @@ def main() -> None:
             seconds = round((args.minutes - minutes) * 60)
             cli_args = ["fit", *common, "--trainer.max_epochs=-1",
                         f"--trainer.max_time={{minutes: {minutes}, seconds: {seconds}}}"]
-        else:
-            cli_args = ["test", *common, f"--ckpt_path={args.checkpoint}"]
+        else:  # the checkpoint's own model, whatever the config says now
+            cli_args = ["test", *common, f"--model.model_params={json.dumps(checkpoint_model_params(args.checkpoint))}",
+                        f"--ckpt_path={args.checkpoint}"]
         with mock.patch.object(sys, "argv", sys.argv[:1]):
             cli = load_fit_script().main(cli_args)
         trainer, module = cli.trainer, cli.model
