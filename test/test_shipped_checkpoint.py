@@ -14,6 +14,7 @@ from segaff_core.synth.sample import find_scene, scene_views
 
 HELD_OUT_SEEDS = range(10_000, 10_500)
 IMAGE_SIZE = (256, 256)
+SCENES, VIEWS = 3, 2  # the model is judged on most of these views, not on one (its held-out P_Det is ~0.6)
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,16 @@ def predictor() -> Predictor:
     "open the bottom drawer",  # a scene with two columns of drawers: the lowest one overall
 ])
 def test_the_named_part_is_selected_on_a_held_out_scene(predictor: Predictor, instruction: str) -> None:
-    found = find_scene(instruction, HELD_OUT_SEEDS, min_siblings=1)  # a scene where the phrase must choose
-    assert found is not None, f"no held-out scene has a part named by {instruction!r}"
-    seed, part_index = found
-    views, rng = scene_views(seed)
-    sample = views.view(rng, IMAGE_SIZE, part_id=part_index)
-    target = next(part for part in sample.parts if part.part_id == part_index)
-
-    prediction = predictor(sample.rgb, sample.depth_m, instruction, sample.K)
-
-    iou = np.logical_and(prediction.mask, target.mask).sum() / np.logical_or(prediction.mask, target.mask).sum()
-    assert iou >= 0.5, f"{instruction!r} on held-out scene {seed}: mask IoU {iou:.2f} with the named part"
+    ious, seeds = [], iter(HELD_OUT_SEEDS)
+    for _ in range(SCENES):  # scenes where the phrase must choose among parts of the same kind
+        found = find_scene(instruction, seeds, min_siblings=1)
+        assert found is not None, f"too few held-out scenes have a part named by {instruction!r}"
+        seed, part_index = found
+        views, rng = scene_views(seed)
+        for _ in range(VIEWS):
+            sample = views.view(rng, IMAGE_SIZE, part_id=part_index)
+            target = next(part for part in sample.parts if part.part_id == part_index)
+            prediction = predictor(sample.rgb, sample.depth_m, instruction, sample.K)
+            overlap = np.logical_and(prediction.mask, target.mask).sum()
+            ious.append(overlap / np.logical_or(prediction.mask, target.mask).sum())
+    assert np.median(ious) >= 0.5, f"{instruction!r}: mask IoUs {np.round(ious, 2).tolist()} with the named part"
