@@ -44,7 +44,7 @@ import lightning as L
 import torch
 
 from cpu_features import cpu_has_native_bf16
-from segaff_core.config import ModelParams
+from segaff_core.checkpoint import model_params_from_checkpoint, read_checkpoint
 from segaff_core.data import SF3DDataset
 from segaff_core.data.sf3d_format import decode_record, open_lmdb
 from segaff_core.synth import generate_dataset
@@ -87,8 +87,7 @@ def load_fit_script() -> Any:
 def checkpoint_model_params(path: Path) -> dict[str, Any]:
     """Every ModelParams field (as a dict) that ``path``, a SegAffordance checkpoint, was trained with; the
     fields added since it was written at their defaults, not at the config's values."""
-    saved = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["model_params"]
-    return {**dataclasses.asdict(ModelParams()), **saved}
+    return dataclasses.asdict(model_params_from_checkpoint(read_checkpoint(path), str(path)))
 
 
 def descriptions(dataset: SF3DDataset) -> list[str]:
