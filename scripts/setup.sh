@@ -46,7 +46,7 @@ if ! stamp_ok requirements "$req_hash"; then
 fi
 
 # --- segaff_msgs built with the ROS 2 wheels' cmake files into the venv -------------------------
-msgs_hash="$(hash_of segaff_msgs/CMakeLists.txt segaff_msgs/package.xml segaff_msgs/msg/* segaff_msgs/srv/* requirements.txt requirements-core.txt)"
+msgs_hash="$(hash_of segaff_msgs/CMakeLists.txt segaff_msgs/package.xml segaff_msgs/msg/* segaff_msgs/srv/* segaff_msgs/action/* requirements.txt requirements-core.txt)"
 if ! stamp_ok segaff_msgs "$msgs_hash"; then
   log "building segaff_msgs into $venv"
   py_include="$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
@@ -64,7 +64,7 @@ if ! stamp_ok segaff_msgs "$msgs_hash"; then
     && cmake --build build/segaff_msgs -j"$(nproc)" >>build/segaff_msgs.log 2>&1 \
     && cmake --install build/segaff_msgs >>build/segaff_msgs.log 2>&1 \
     || { log "segaff_msgs build failed: see build/segaff_msgs.log"; tail -20 build/segaff_msgs.log >&2; exit 1; }
-  "$vpy" -c 'from segaff_msgs.msg import AffordanceResult; from segaff_msgs.srv import Query' \
+  "$vpy" -c 'from segaff_msgs.msg import AffordanceResult; from segaff_msgs.srv import Query; from segaff_msgs.action import Perceive' \
     || { log "segaff_msgs built but does not import"; exit 1; }
   stamp_set segaff_msgs "$msgs_hash"
 fi

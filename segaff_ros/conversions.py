@@ -2,7 +2,8 @@
 
 Small functions, one per direction and message type, no node and no state: the perception node only
 wires them together. Units follow REP 118 (depth ``16UC1`` in millimetres, ``32FC1`` in metres, 0 / NaN /
-inf = invalid) and REP 103 (every 3D quantity in the RGB camera's optical frame, metres).
+inf = invalid) and REP 103 (metres; 3D quantities in the RGB camera's optical frame, or in a target frame
+once moved there with :func:`transform_from_msg` and :func:`segaff_core.frames.transform_prediction`).
 """
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, TransformStamped, Vector3
 from nav_msgs.msg import Path
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from segaff_core.frames import RigidTransform
 from segaff_core.geometry import quaternion_from_z
 from segaff_msgs.msg import AffordanceResult
 
@@ -41,6 +43,8 @@ _OUTPUT_ENCODINGS: dict[str, tuple[str, int]] = {
     "32FC1": ("f4", 1),
 }
 _MARKER_NAMESPACE = "segaff"
+#: One point of :func:`points_to_cloud`: x, y, z and rgb as little-endian float32 (16 bytes).
+_CLOUD_POINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4")])
 
 
 def stamp_to_ns(stamp: Time) -> int:
@@ -251,3 +255,51 @@ def prediction_to_result(
     result.trajectory = [_point(xyz) for xyz in prediction.trajectory]
     result.inference_time_ms = float(prediction.timings["total"])
     return result
+
+
+def transform_from_msg(msg: TransformStamped) -> RigidTransform:
+    """The rigid transform of a ``geometry_msgs/TransformStamped`` (tf2's ``header.frame_id <-
+    child_frame_id``: it maps child-frame coordinates into the header's frame); ValueError when its
+    quaternion is zero or not finite."""
+    translation, rotation = msg.transform.translation, msg.transform.rotation
+    return RigidTransform.from_quaternion(
+        (translation.x, translation.y, translation.z), (rotation.x, rotation.y, rotation.z, rotation.w)
+    )
+
+
+def points_to_cloud(points_xyz: np.ndarray, colors_rgb: np.ndarray, header: Header) -> PointCloud2:
+    """An unorganised ``sensor_msgs/PointCloud2`` (height 1, dense, little-endian) of points and colours.
+
+    ``points_xyz`` (N, 3) finite metres, ``colors_rgb`` (N, 3) uint8. Fields x, y, z float32 and rgb: the
+    float32 whose bits are ``0x00RRGGBB``, as PCL and RViz read it; 16 bytes a point. Built with a numpy
+    structured array (``sensor_msgs_py`` is not on PyPI); ``sensor_msgs_py.point_cloud2.read_points`` reads
+    it back. N = 0 gives a valid empty cloud.
+    """
+    points_xyz = np.asarray(points_xyz)
+    colors_rgb = np.asarray(colors_rgb)
+    if points_xyz.ndim != 2 or points_xyz.shape[1] != 3 or not np.issubdtype(points_xyz.dtype, np.number):
+        raise ValueError(f"points_xyz must be an (N, 3) numeric array, got {points_xyz.dtype} {points_xyz.shape}")
+    if not np.all(np.isfinite(points_xyz)):
+        raise ValueError("points_xyz holds NaN or inf: a dense cloud needs finite points")
+    if colors_rgb.dtype != np.uint8 or colors_rgb.shape != points_xyz.shape:
+        raise ValueError(
+            f"colors_rgb must be a uint8 (N, 3) array with one colour per point ({len(points_xyz)}), "
+            f"got {colors_rgb.dtype} {colors_rgb.shape}"
+        )
+    cloud = np.empty(len(points_xyz), dtype=_CLOUD_POINT)
+    cloud["x"], cloud["y"], cloud["z"] = points_xyz.T
+    packed = (colors_rgb[:, 0].astype(np.uint32) << 16) | (colors_rgb[:, 1].astype(np.uint32) << 8) | colors_rgb[:, 2]
+    cloud["rgb"] = packed.astype("<u4").view("<f4")
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, len(cloud)
+    msg.fields = [
+        PointField(name=name, offset=_CLOUD_POINT.fields[name][1], datatype=PointField.FLOAT32, count=1)
+        for name in _CLOUD_POINT.names
+    ]
+    msg.is_bigendian = False
+    msg.point_step = _CLOUD_POINT.itemsize
+    msg.row_step = msg.point_step * msg.width
+    msg.is_dense = True
+    msg.data = cloud.tobytes()
+    return msg

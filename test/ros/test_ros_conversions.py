@@ -222,3 +222,77 @@ def test_result_message_holds_everything(motion_type: str, code: int) -> None:
     assert result.inference_time_ms == pytest.approx(45.0)
     pose = conversions.prediction_to_pose(prediction, header).pose
     assert result.interaction_pose == pose
+
+
+# ---- point cloud and transforms ------------------------------------------------------------------------
+
+CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+
+
+def test_points_to_cloud_fields_and_bytes() -> None:
+    from sensor_msgs.msg import PointField
+
+    points = np.array([[0.1, -0.2, 1.5], [1.0, 2.0, 3.0], [-0.5, 0.25, 0.75]])
+    colors = np.array([[255, 0, 0], [0, 128, 255], [1, 2, 3]], dtype=np.uint8)
+    header = Header(frame_id="base_link")
+    header.stamp.sec, header.stamp.nanosec = 12, 500
+    cloud = conversions.points_to_cloud(points, colors, header)
+    assert cloud.header == header
+    assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (1, 3, 16, 48)
+    assert cloud.is_dense and not cloud.is_bigendian
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        (name, offset, PointField.FLOAT32, 1) for name, offset in (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
+    ]
+    read = np.frombuffer(bytes(cloud.data), dtype=CLOUD_DTYPE)
+    np.testing.assert_allclose(np.stack([read["x"], read["y"], read["z"]], axis=1), points, rtol=1e-6)
+    assert [hex(value) for value in read["rgb"]] == ["0xff0000", "0x80ff", "0x10203"]  # 0x00RRGGBB
+
+
+def test_points_to_cloud_reads_back_with_sensor_msgs_py() -> None:
+    point_cloud2 = pytest.importorskip(
+        "sensor_msgs_py.point_cloud2", reason="sensor_msgs_py is not installed (not on PyPI; a full ROS 2 has it)"
+    )
+    points = np.array([[0.1, -0.2, 1.5], [1.0, 2.0, 3.0]], dtype=np.float32)
+    colors = np.array([[10, 20, 30], [200, 100, 0]], dtype=np.uint8)
+    read = point_cloud2.read_points(conversions.points_to_cloud(points, colors, Header()))
+    np.testing.assert_allclose(np.stack([read["x"], read["y"], read["z"]], axis=1), points)
+    assert read["rgb"].view(np.uint32).tolist() == [0x0A141E, 0xC86400]
+
+
+def test_empty_cloud_is_valid() -> None:
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import PointCloud2
+
+    cloud = conversions.points_to_cloud(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), Header(frame_id="camera"))
+    assert (cloud.height, cloud.width, cloud.row_step, len(cloud.data), len(cloud.fields)) == (1, 0, 0, 0, 4)
+    assert deserialize_message(serialize_message(cloud), PointCloud2) == cloud
+
+
+@pytest.mark.parametrize(
+    "points, colors, message",
+    [
+        (np.zeros((2, 2)), np.zeros((2, 3), np.uint8), r"points_xyz must be an \(N, 3\)"),
+        (np.array([[0.0, np.nan, 1.0]]), np.zeros((1, 3), np.uint8), "NaN or inf"),
+        (np.zeros((2, 3)), np.zeros((3, 3), np.uint8), "one colour per point"),
+        (np.zeros((2, 3)), np.zeros((2, 3), np.float32), "uint8"),
+    ],
+)
+def test_points_to_cloud_refuses_bad_input(points: np.ndarray, colors: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        conversions.points_to_cloud(points, colors, Header())
+
+
+def test_transform_from_msg() -> None:
+    from geometry_msgs.msg import TransformStamped
+
+    msg = TransformStamped()
+    msg.header.frame_id, msg.child_frame_id = "base_link", "camera_optical_frame"
+    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = 0.5, -0.1, 1.2
+    # 90 degrees about x: y -> z, z -> -y (an optical frame looking down from above)
+    msg.transform.rotation.x, msg.transform.rotation.w = np.sin(np.pi / 4), np.cos(np.pi / 4)
+    transform = conversions.transform_from_msg(msg)
+    np.testing.assert_allclose(transform.rotation, [[1, 0, 0], [0, 0, -1], [0, 1, 0]], atol=1e-12)
+    np.testing.assert_allclose(transform.apply_points([0.0, 1.0, 2.0]), [0.5, -2.1, 2.2])
+    msg.transform.rotation.x, msg.transform.rotation.w = 0.0, 0.0
+    with pytest.raises(ValueError, match="zero length"):
+        conversions.transform_from_msg(msg)
