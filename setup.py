@@ -23,6 +23,14 @@ setup(
         (f"share/{package_name}/checkpoints", glob("checkpoints/*.ckpt")),  # segaff_core.paths finds it there
     ],
     install_requires=["setuptools"],
+    # Optional runtimes; the pinned core dependencies are in requirements-core.txt (ROS builds skip pip).
+    # TensorRT for NVIDIA GPUs: the CUDA 13 wheels match the torch 2.14 CUDA 13.0 build; with a CUDA 12
+    # build of torch install tensorrt-cu12==11.4.0.106 instead. onnxruntime-gpu adds ONNX Runtime's CUDA
+    # provider (replaces onnxruntime in the environment).
+    extras_require={
+        "tensorrt": ["tensorrt-cu13==11.4.0.106"],
+        "onnxruntime-gpu": ["onnxruntime-gpu==1.31.1"],
+    },
     zip_safe=False,
     entry_points={
         "console_scripts": [

@@ -2,9 +2,11 @@
 
     segaff predict --rgb RGB.png --depth DEPTH.png|.npy --text "open the drawer"
                    (--intrinsics fx,fy,cx,cy | --camera-info CAMERA.yaml) [--checkpoint C] [--out DIR]
+                   [--backend B] [--precision P] [--cache-dir D]
     segaff synth --format {opd,sf3d} --out DIR --num N --seed S [--size WxH] [--workers W]
     segaff slim --checkpoint C --out C_SLIM
     segaff export --onnx OUT.onnx [--checkpoint C] [--input-size WxH] [--text "open the drawer"]
+    segaff build-engine --backend B [--checkpoint C] [--size WxH] [--precision P] [--cache-dir D] [--device D]
     segaff slim --checkpoint TRAINING.ckpt --out INFERENCE.ckpt
     segaff convert-sf3d --src SEED_LMDB_OR_ROOT --out NEW.lmdb --trust-pickle [--skip-bad]
 
@@ -152,17 +154,44 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="Lightning .ckpt (default: the shipped checkpoint)")
     parser.add_argument("--out", type=Path, default=Path("segaff_out"), help="output folder (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    _add_runtime_arguments(parser)
     parser.add_argument(
         "--input-size", metavar="WxH", help="network input size (default: the size the checkpoint was trained at)"
     )
+
+
+BACKEND_HELP = ("runtime of the per-frame network: auto (the fastest installed that matches PyTorch), torch, "
+                "onnxruntime, openvino or tensorrt (default: %(default)s)")
+
+
+def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                        help="fp16: CUDA only; bf16: CUDA or a CPU with native bf16 (default: %(default)s)")
+    parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
+    parser.add_argument("--cache-dir", type=Path,
+                        help="engine cache directory (default: $XDG_CACHE_HOME/segaff or ~/.cache/segaff)")
+
+
+def _load_predictor(args: argparse.Namespace, **options: object):
+    """The Predictor of ``args`` (checkpoint, device, precision, backend, cache dir); a runtime that
+    cannot run is a user error."""
+    from segaff_core.inference import Predictor
+    from segaff_core.runtimes import BackendUnavailableError
+
+    try:
+        return Predictor.from_checkpoint(
+            args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
+            cache_dir=args.cache_dir, **options,
+        )
+    except BackendUnavailableError as error:
+        raise CliError(str(error)) from None
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     """Predict the part, interaction point and motion for one RGB-D image and instruction."""
     import cv2
 
-    from segaff_core.inference import Predictor, check_depth_size
+    from segaff_core.inference import check_depth_size
     from segaff_core.visualize import draw_overlay
 
     options = {"input_size": parse_size(args.input_size, "--input-size")} if args.input_size else {}
@@ -173,9 +202,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CliError(f"{args.depth} does not match {args.rgb}: {error}") from None
     K = parse_intrinsics(args.intrinsics) if args.intrinsics else read_camera_info(args.camera_info, rgb.shape[:2])
-    predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=args.device, precision=args.precision, **options
-    )
+    predictor = _load_predictor(args, **options)
     prediction = predictor(rgb, depth_m, args.text, K)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -316,6 +343,33 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_build_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, help="Lightning .ckpt (default: the shipped checkpoint)")
+    parser.add_argument("--size", metavar="WxH", help="network input size (default: the size the checkpoint "
+                        "was trained at)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    _add_runtime_arguments(parser)
+
+
+def _run_build_engine(args: argparse.Namespace) -> int:
+    """Build (or find) the cached engine of a checkpoint for a runtime, input size and precision."""
+    import time
+
+    options = {"input_size": parse_size(args.size, "--size")} if args.size else {}
+    start = time.perf_counter()
+    predictor = _load_predictor(args, **options)
+    seconds = time.perf_counter() - start
+    engine = predictor.runtime.engine
+    height, width = predictor.input_size
+    what = f"{predictor.backend} {predictor.precision} {width}x{height}"
+    if engine is None:
+        print(f"{what}: this runtime needs no engine ({predictor.backend_reason}; {seconds:.1f} s)")
+    else:
+        state = "found in the cache" if engine.from_cache else "built"
+        print(f"{what}: engine {state} in {seconds:.1f} s: {engine.path} ({predictor.backend_reason})")
+    return 0
+
+
 Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -324,6 +378,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "slim": (_add_slim_arguments, _run_slim),
     "convert-sf3d": (_add_convert_sf3d_arguments, _run_convert_sf3d),
     "export": (_add_export_arguments, _run_export),
+    "build-engine": (_add_build_engine_arguments, _run_build_engine),
 }
 """Subcommand name -> (add its arguments to a parser, run it on the parsed arguments -> exit code)."""
 

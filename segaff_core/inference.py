@@ -2,8 +2,10 @@
 
 :class:`Predictor` wraps a built :class:`~segaff_core.model.SegAffordanceModel`. Preprocessing matches
 training (:mod:`segaff_core.data.transforms`): area resize when shrinking else bilinear, CLIP
-normalisation, nearest-neighbour depth with invalid pixels at 0, all on the model's device. The network
-outputs are upsampled to the RGB image's full resolution and lifted to 3D with the depth map:
+normalisation, nearest-neighbour depth with invalid pixels at 0, all on the model's device. The per-frame
+network runs in a runtime of :mod:`segaff_core.runtimes` (PyTorch, ONNX Runtime, OpenVINO or TensorRT);
+the text side runs in PyTorch once per instruction. The network outputs are upsampled to the RGB image's
+full resolution and lifted to 3D with the depth map (:mod:`segaff_core.lifting`):
 
 - ``point_3d``: back-projection of the robust depth (:func:`~segaff_core.geometry.robust_depth_at`,
   median in a window inside the mask, else the mask's median) at the interaction pixel;
@@ -21,13 +23,12 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any, Literal, Optional, Union
+from typing import Any, Optional, Union
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,13 @@ import torch.nn.functional as F
 from segaff_core import checkpoint, geometry
 from segaff_core.geometry import normalised_to_pixel
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD, resize_image_tensor, resize_nearest_tensor
+from segaff_core.lifting import DEPTH_WINDOW_PX, NORMAL_RADIUS_M, lift_point
 from segaff_core.model import SegAffordanceModel, TextConditioning, fold_batchnorm
+from segaff_core.runtimes import (
+    BACKEND_CHOICES, COMPILE_MODES, BuildRequest, EngineCache, FrameRuntime, Precision, TorchOptions,
+    check_precision, create_runtime,
+)
+from segaff_core.runtimes.torch_runtime import AUTOCAST_DTYPES
 from segaff_core.text import tokenize
 
 log = logging.getLogger(__name__)
@@ -43,27 +50,14 @@ log = logging.getLogger(__name__)
 MOTION_TYPES = ("translation", "rotation")
 """Motion type names by class index (0 translation, 1 rotation)."""
 
-Precision = Literal["fp32", "fp16", "bf16"]
-_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-"""torch.compile's modes, for :class:`Predictor`'s ``compile_mode``."""
+__all__ = ["BACKEND_CHOICES", "COMPILE_MODES", "DEPTH_WINDOW_PX", "MOTION_TYPES", "NORMAL_RADIUS_M",
+           "AffordancePrediction", "Precision", "Predictor", "lift_point", "prediction_from_outputs"]
 
 TEXT_CACHE_SIZE = 8
 """Instructions whose text conditioning is kept (least recently used dropped first)."""
 
 WARMUP_INSTRUCTION = "open the top drawer"
 """Instruction of the frames :meth:`Predictor.warmup` runs (not added to the text cache)."""
-
-FrameFn = Callable[[torch.Tensor, torch.Tensor, TextConditioning], dict[str, torch.Tensor]]
-
-DEPTH_WINDOW_PX = 7
-"""Side of the window (depth pixels) whose median valid depth is the interaction point's depth."""
-
-NORMAL_RADIUS_M = 0.05
-"""Radius around the interaction point of the surface patch whose normal gives the approach direction."""
-
-_NORMAL_MAX_HALF_PX = 48  # largest half-window (depth pixels) searched for the normal patch
-_NORMAL_GRID = 16  # the normal patch is subsampled to about (2 * _NORMAL_GRID + 1)^2 points
 
 
 @dataclass
@@ -166,19 +160,32 @@ class Predictor:
     """Deterministic single-image inference; the text side runs once per instruction and is cached.
 
     ``input_size`` is the network input ``(height, width)`` (multiples of 32). ``device``: ``"auto"``,
-    ``"cpu"``, ``"cuda[:N]"``. ``precision``: ``fp32``, ``fp16`` (CUDA autocast; fp32 on the CPU) or
-    ``bf16`` (autocast on CUDA and the CPU). Depths outside ``[min_depth_m, max_depth_m]`` are not used
-    for the 3D point.
+    ``"cpu"``, ``"cuda[:N]"``. ``precision``: ``fp32``, ``fp16`` (CUDA only: on the CPU a warning, then
+    fp32) or ``bf16`` (CUDA, or a CPU with native bf16: elsewhere a ValueError naming the missing CPU
+    feature, as emulated bf16 is slower than fp32). Depths outside ``[min_depth_m, max_depth_m]`` are not
+    used for the 3D point.
+
+    ``backend`` runs the per-frame network (:mod:`segaff_core.runtimes`): ``"auto"`` (the fastest runtime
+    installed for the device that reproduces PyTorch fp32, see :mod:`segaff_core.runtimes.selection`;
+    falls back with a warning), ``"torch"``, ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"`` (a named
+    runtime that cannot run raises :class:`~segaff_core.runtimes.BackendUnavailableError`). The resolved
+    name is :attr:`backend`, why it was chosen :attr:`backend_reason`. Converted graphs and engines are
+    cached under ``cache_dir`` (None: ``$XDG_CACHE_HOME/segaff`` or ``~/.cache/segaff``).
 
     Speed options: ``fold_bn`` runs a copy of ``model`` with batch norm folded into the convolutions
-    (the given model is then left as it is); ``channels_last`` uses that memory format for the network;
-    ``compile`` wraps the per-frame network in ``torch.compile`` with frozen weights (constants, read at the
-    first frame), in ``compile_mode`` (torch.compile's ``mode``: ``max-autotune-no-cudagraphs`` tunes the
-    CPU's matrix products, 1-6% faster here for a 3x longer compilation; ``reduce-overhead`` uses CUDA
-    graphs); a failing compilation is logged and the frames run eagerly. ``threads`` sets torch's
-    intra-op CPU thread count (process-wide). Call :meth:`warmup` before the first real frame so that it
-    is not the slow one.
+    (the given model is then left as it is). PyTorch runtime only: ``channels_last`` uses that memory
+    format for the network; ``compile`` wraps the per-frame network in ``torch.compile`` with frozen
+    weights (constants, read at the first frame), in ``compile_mode`` (torch.compile's ``mode``:
+    ``max-autotune-no-cudagraphs`` tunes the CPU's matrix products, 1-6% faster here for a 3x longer
+    compilation; ``reduce-overhead`` uses CUDA graphs); a failing compilation is logged and the frames run
+    eagerly. ``threads`` sets torch's intra-op CPU thread count (process-wide) and the runtime's. Call
+    :meth:`warmup` before the first real frame so that it is not the slow one.
     """
+
+    backend: str
+    """The runtime that runs the per-frame network, e.g. ``"openvino"``."""
+    backend_reason: str
+    """One sentence: what ``auto`` chose and why, or ``"named explicitly"``."""
 
     def __init__(
         self,
@@ -194,14 +201,18 @@ class Predictor:
         compile: bool = False,
         compile_mode: str = "default",
         threads: Optional[int] = None,
+        backend: str = "auto",
+        cache_dir: Union[str, "PathLike[str]", None] = None,
     ) -> None:
         height, width = (int(size) for size in input_size)
         if height <= 0 or width <= 0 or height % 32 or width % 32:
             raise ValueError(f"input_size must be positive multiples of 32 (height, width), got {input_size}")
-        if precision not in ("fp32", *_AUTOCAST_DTYPES):
+        if precision not in ("fp32", *AUTOCAST_DTYPES):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
         if compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+        if backend not in BACKEND_CHOICES:
+            raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
         if not 0.0 < mask_threshold < 1.0:
             raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold}")
         if not 0.0 <= min_depth_m < max_depth_m:
@@ -214,6 +225,7 @@ class Predictor:
         if precision == "fp16" and self.device.type != "cuda":
             log.warning("fp16 autocast needs CUDA: running in fp32 on %s", self.device)
             precision = "fp32"
+        check_precision(self.device, precision)
         self.precision: Precision = precision
         self.input_size = (height, width)
         self.mask_threshold = mask_threshold
@@ -229,39 +241,26 @@ class Predictor:
         self._shift = -torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1) * 255.0 / std
         self._text_cache: OrderedDict[str, TextConditioning] = OrderedDict()
         self._staging: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}  # pinned host buffers (CUDA)
-        self._frame: FrameFn = self.model.forward_with_text
-        if compile:
-            self._frame = self._compiled_frame(compile_mode)
-
-    def _compiled_frame(self, mode: str) -> FrameFn:
-        """``torch.compile`` of the per-frame network, falling back to eager (with a warning) on any failure."""
-        eager = self.model.forward_with_text
-        try:
-            import torch._inductor.config as inductor_config
-
-            compiled = torch.compile(eager, mode=mode)
-        except Exception as error:  # noqa: BLE001 - any failure: keep the eager network
-            log.warning("torch.compile failed (%s): running eagerly", error)
-            return eager
-
-        def frame(image: torch.Tensor, depth: torch.Tensor, text: TextConditioning) -> dict[str, torch.Tensor]:
-            try:
-                # Freezing: the weights become constants, so Inductor folds them and prepacks them for
-                # oneDNN on the CPU (about 10% faster here); compilation happens within a call.
-                with inductor_config.patch(freezing=True):
-                    return compiled(image, depth, text)
-            except Exception as error:  # noqa: BLE001 - compilation happens on a call (the first, a new shape)
-                log.warning("torch.compile failed while running a frame (%s): running eagerly from now on", error)
-                self._frame = eager
-                return eager(image, depth, text)
-
-        return frame
+        request = BuildRequest(
+            model=self.model, input_size=self.input_size, device=self.device, precision=precision,
+            cache=EngineCache(cache_dir), threads=threads, torch_options=TorchOptions(compile, compile_mode),
+        )
+        self.runtime: FrameRuntime
+        self.runtime, self.backend_reason = create_runtime(backend, request)
+        self.backend = self.runtime.name
+        log.info("per-frame network: %s (%s)", self.runtime.description, self.backend_reason)
 
     @classmethod
     def from_checkpoint(
-        cls, path: Union[str, "PathLike[str]", None] = None, device: Union[str, torch.device] = "auto", **kwargs: Any
+        cls,
+        path: Union[str, "PathLike[str]", None] = None,
+        device: Union[str, torch.device] = "auto",
+        backend: str = "auto",
+        cache_dir: Union[str, "PathLike[str]", None] = None,
+        **kwargs: Any,
     ) -> "Predictor":
-        """Load a checkpoint (None: the shipped ``checkpoints/segaff_default.ckpt``); ``kwargs`` go to the constructor.
+        """Load a checkpoint (None: the shipped ``checkpoints/segaff_default.ckpt``); ``backend``, ``cache_dir``
+        and ``kwargs`` go to the constructor.
 
         ``input_size`` defaults to the size the checkpoint was trained at, where it records one.
 
@@ -280,11 +279,11 @@ class Predictor:
         trained_size = checkpoint.training_input_size(stored)
         if trained_size is not None:
             kwargs.setdefault("input_size", trained_size)
-        return cls(model, device=device, **kwargs)
+        return cls(model, device=device, backend=backend, cache_dir=cache_dir, **kwargs)
 
     @contextmanager
     def _autocast(self) -> Iterator[None]:
-        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        dtype = AUTOCAST_DTYPES.get(self.precision)
         with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype is not None):
             yield
 
@@ -332,8 +331,7 @@ class Predictor:
         return seconds
 
     def _run_network(self, image: torch.Tensor, depth: torch.Tensor, text: TextConditioning) -> dict[str, torch.Tensor]:
-        with torch.inference_mode(), self._autocast():
-            return self._frame(image, depth, text)
+        return self.runtime.run(image, depth, text)
 
     def _check_inputs(self, rgb: np.ndarray, depth_m: np.ndarray, K: Any) -> np.ndarray:
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -484,74 +482,3 @@ def prediction_from_outputs(
         trajectory=point_3d[None, :] + (host.trajectory - host.trajectory[:1]),
         valid_3d=bool(np.all(np.isfinite(point_3d))),
     )
-
-
-def lift_point(
-    u: float,
-    v: float,
-    mask: np.ndarray,
-    depth_m: np.ndarray,
-    K: np.ndarray,
-    min_depth_m: float = 0.1,
-    max_depth_m: float = 10.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``point_3d`` and ``approach`` (3,) of pixel ``(u, v)`` of an image of ``mask``'s size with intrinsics K.
-
-    The depth and the normal's surface patch are read at the depth map's resolution (an integer scale of
-    the mask's), with the pixel, the mask and K scaled to it. Both are NaN when no valid depth is found
-    at the pixel or in the mask.
-    """
-    height, width = mask.shape
-    depth_height, depth_width = depth_m.shape
-    sx, sy = depth_width / width, depth_height / height
-    K_depth = geometry.scale_intrinsics(K, sx, sy)
-    u_depth, v_depth = (u + 0.5) * sx - 0.5, (v + 0.5) * sy - 0.5
-    mask_depth = mask
-    if (depth_height, depth_width) != (height, width):
-        mask_depth = cv2.resize(
-            mask.astype(np.uint8), (depth_width, depth_height), interpolation=cv2.INTER_NEAREST_EXACT
-        ).astype(bool)
-    z = geometry.robust_depth_at(
-        depth_m,
-        u_depth,
-        v_depth,
-        mask_depth if mask_depth.any() else None,
-        window=DEPTH_WINDOW_PX,
-        min_depth=min_depth_m,
-        max_depth=max_depth_m,
-    )
-    if z is None:
-        return np.full(3, np.nan), np.full(3, np.nan)
-    point_3d = geometry.backproject(u, v, z, K)
-    return point_3d, _approach_at(point_3d, u_depth, v_depth, mask_depth, depth_m, K_depth)
-
-
-def _approach_at(
-    point_3d: np.ndarray, u: float, v: float, mask: np.ndarray, depth_m: np.ndarray, K: np.ndarray
-) -> np.ndarray:
-    """Minus the normal of the masked surface within ``NORMAL_RADIUS_M`` of ``point_3d`` (pixel ``(u, v)``).
-
-    Falls back to the unmasked patch, then to the viewing ray, when fewer than 3 points remain.
-    """
-    height, width = depth_m.shape
-    half = int(np.clip(math.ceil(K[0, 0] * NORMAL_RADIUS_M / point_3d[2]), 1, _NORMAL_MAX_HALF_PX))
-    stride = max(1, half // _NORMAL_GRID)
-    col, row = int(round(u)), int(round(v))
-    r0, r1 = max(row - half, 0), min(row + half + 1, height)
-    c0, c1 = max(col - half, 0), min(col + half + 1, width)
-    patch_K = K.copy()
-    patch_K[0, 2] = (K[0, 2] - c0) / stride
-    patch_K[1, 2] = (K[1, 2] - r0) / stride
-    patch_K[0, 0] /= stride
-    patch_K[1, 1] /= stride
-    patch_depth = depth_m[r0:r1:stride, c0:c1:stride]
-    for patch_mask in (mask[r0:r1:stride, c0:c1:stride], None):
-        points = geometry.depth_to_points(patch_depth, patch_K, patch_mask)
-        points = points[np.linalg.norm(points - point_3d, axis=1) <= NORMAL_RADIUS_M]
-        if len(points) >= 3:
-            try:
-                return geometry.approach_from_normal(geometry.estimate_normal(points))
-            except ValueError:  # collinear points: no plane, try the next patch
-                log.debug("degenerate surface patch at (%.1f, %.1f)", u, v)
-    log.debug("no surface patch at (%.1f, %.1f): approach along the viewing ray", u, v)
-    return point_3d / np.linalg.norm(point_3d)

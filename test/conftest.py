@@ -4,6 +4,9 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +22,23 @@ from sf3d_records import SF3D_SIZE, sf3d_record
 OPD_ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "opd_annotations"
 OPD_SOURCES = {"real": "opdreal/MotionNet_valid.json.gz", "multi": "opdmulti/MotionNet_valid.json.gz"}
 OPD_IMAGES = 10
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Engines built by the tests (the Predictor's default backend is ``auto``) go to a cache of this run,
+    shared by its tests and the nodes they start, never to the user's ``~/.cache/segaff``."""
+    cache_home = tempfile.mkdtemp(prefix="segaff-test-cache-")
+    config.stash[_CACHE_HOME] = cache_home
+    os.environ["XDG_CACHE_HOME"] = cache_home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache_home = config.stash.get(_CACHE_HOME, None)
+    if cache_home is not None:
+        shutil.rmtree(cache_home, ignore_errors=True)
+
+
+_CACHE_HOME = pytest.StashKey[str]()
 
 
 def _subset(coco: dict[str, Any]) -> dict[str, Any]:

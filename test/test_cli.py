@@ -1,6 +1,7 @@
 """``segaff`` CLI: predict on a rendered RGB-D pair equals the Predictor, synth writes a data set, and
 user errors end with exit code 2 and one line on stderr."""
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,14 @@ from segaff_core.synth import render_scene
 
 HEIGHT, WIDTH = 96, 128
 INPUT_SIZE = "64x64"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache_home(tmp_path_factory) -> Iterator[None]:
+    """Engines built by the default (auto) backend go to a test directory, never to the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +97,41 @@ def test_predict_writes_the_predictors_result_and_an_overlay(scene, checkpoint_p
     assert overlay.shape == (HEIGHT, WIDTH, 3)
     stdout = capsys.readouterr().out.strip().splitlines()
     assert len(stdout) == 1 and expected["motion_type"] in stdout[0]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
+def test_predict_backend_and_cache_dir_reach_the_predictor(backend, scene, checkpoint_path, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "engines"
+    args = predict_args(scene, checkpoint_path, out, **{"--backend": backend, "--cache-dir": str(cache)})
+    assert main(args) == 0
+    predictor = Predictor.from_checkpoint(checkpoint_path, device="cpu", input_size=(64, 64), backend="torch")
+    expected = predictor(scene["rgb"], scene["depth_m"], scene["text"], scene["K"])
+    result = read_result(out)
+    assert result["motion_type"] == expected.motion_type
+    np.testing.assert_allclose(result["point_px"], expected.point_px, atol=1e-2)
+    mask = np.asarray(result["mask"], dtype=bool)
+    assert np.logical_xor(mask, expected.mask).sum() <= 0.02 * max(1, expected.mask.sum())
+    assert (cache.is_dir() and any(cache.iterdir())) == (backend != "torch")  # only converted runtimes write
+
+
+def test_predict_with_a_backend_that_cannot_run_is_a_user_error(scene, checkpoint_path, tmp_path, capsys):
+    args = predict_args(scene, checkpoint_path, tmp_path / "out", **{"--backend": "tensorrt"})
+    assert main(args) == 2
+    assert "'tensorrt' is unavailable: TensorRT needs a CUDA device" in capsys.readouterr().err
+    assert main(predict_args(scene, checkpoint_path, tmp_path / "out", **{"--backend": "tflite"})) == 2
+    assert "backend must be one of" in capsys.readouterr().err
+
+
+def test_build_engine_builds_then_finds_the_engine(checkpoint_path, tmp_path, capsys):
+    args = ["build-engine", "--checkpoint", str(checkpoint_path), "--backend", "onnxruntime", "--size", "96x64",
+            "--device", "cpu", "--cache-dir", str(tmp_path)]
+    assert main(args) == 0
+    built = capsys.readouterr().out
+    assert "onnxruntime fp32 96x64: engine built in" in built and str(tmp_path) in built
+    assert main(args) == 0
+    assert "engine found in the cache in" in capsys.readouterr().out
+    assert main([*args[:3], "--backend", "torch", "--device", "cpu"]) == 0
+    assert "needs no engine" in capsys.readouterr().out
 
 
 def test_predict_defaults_to_the_shipped_checkpoint_at_its_training_size(scene, tmp_path):

@@ -1,6 +1,7 @@
 """Inference fast paths give the same results as the plain model: folded batch norm, the cached text side,
 channels_last, the ONNX export (onnxruntime), and the torch.compile fallback; plus Predictor warm-up/threads."""
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,14 @@ from segaff_core.text import tokenize
 TEXTS = ["open the top drawer", "pull the left door of the tall fridge next to the oven"]
 K = np.array([[80.0, 0.0, 47.5], [0.0, 80.0, 31.5], [0.0, 0.0, 1.0]])
 TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache_home(tmp_path_factory) -> Iterator[None]:
+    """Engines built by the default (auto) backend go to a test directory, never to the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        yield
 
 
 def _randomise_batch_norms(model: torch.nn.Module, seed: int = 0) -> None:
@@ -146,10 +155,10 @@ def test_threads_option_sets_torch_intra_op_threads(model):
 def test_compiled_predictor_with_frozen_weights_matches_eager(model, frame):
     rgb, depth = frame
     eager = Predictor(model, input_size=(64, 96), device="cpu")
-    compiled = Predictor(model, input_size=(64, 96), device="cpu", channels_last=True, compile=True)
+    compiled = Predictor(model, input_size=(64, 96), device="cpu", channels_last=True, compile=True, backend="torch")
     for text in TEXTS:
         actual = compiled(rgb, depth, text, K)
-        assert compiled._frame.__name__ == "frame", "fell back to eager: the compiled path was not measured"
+        assert compiled.runtime._frame.__name__ == "frame", "fell back to eager: the compiled path was not measured"
         # Inductor reorders float sums: pixels agree to 2e-5
         _assert_same_prediction(actual, eager(rgb, depth, text, K), atol=1e-4)
 
@@ -162,11 +171,12 @@ def test_compile_mode_reaches_torch_compile_and_is_checked(model, monkeypatch):
         return fn
 
     monkeypatch.setattr(torch, "compile", record)
-    Predictor(model, input_size=(64, 96), device="cpu", compile=True, compile_mode="max-autotune-no-cudagraphs")
-    Predictor(model, input_size=(64, 96), device="cpu", compile=True)
+    Predictor(model, input_size=(64, 96), device="cpu", compile=True, backend="torch",
+              compile_mode="max-autotune-no-cudagraphs")
+    Predictor(model, input_size=(64, 96), device="cpu", compile=True, backend="torch")
     assert modes == ["max-autotune-no-cudagraphs", "default"]
     with pytest.raises(ValueError, match="compile_mode"):
-        Predictor(model, input_size=(64, 96), device="cpu", compile=True, compile_mode="fastest")
+        Predictor(model, input_size=(64, 96), device="cpu", compile=True, backend="torch", compile_mode="fastest")
 
 
 def test_compile_failure_falls_back_to_eager(model, frame, monkeypatch, caplog):
@@ -178,7 +188,7 @@ def test_compile_failure_falls_back_to_eager(model, frame, monkeypatch, caplog):
 
     monkeypatch.setattr(torch, "compile", refuse)
     with caplog.at_level(logging.WARNING):
-        predictor = Predictor(model, input_size=(64, 96), device="cpu", compile=True)
+        predictor = Predictor(model, input_size=(64, 96), device="cpu", compile=True, backend="torch")
     assert "torch.compile failed" in caplog.text
     _assert_same_prediction(predictor(rgb, depth, TEXTS[0], K), expected)
 
@@ -190,7 +200,7 @@ def test_compile_failure_falls_back_to_eager(model, frame, monkeypatch, caplog):
 
     caplog.clear()
     monkeypatch.setattr(torch, "compile", fails_on_first_call)
-    predictor = Predictor(model, input_size=(64, 96), device="cpu", compile=True)
+    predictor = Predictor(model, input_size=(64, 96), device="cpu", compile=True, backend="torch")
     with caplog.at_level(logging.WARNING):
         predictor.warmup(runs=1)
     assert "while running a frame" in caplog.text and "inductor exploded" in caplog.text

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -34,6 +35,14 @@ K = np.array([[100.0, 0.0, 63.5], [0.0, 100.0, 47.5], [0.0, 0.0, 1.0]])
 PLANE_NORMAL = np.array([0.2, -0.1, -1.0]) / np.linalg.norm([0.2, -0.1, -1.0])
 PLANE_OFFSET = -1.0
 TEXT = "open the top drawer"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache_home(tmp_path_factory) -> Iterator[None]:
+    """Engines built by the default (auto) backend go to a test directory, never to the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        yield
 
 
 def plane_depth(K: np.ndarray, height: int, width: int) -> np.ndarray:

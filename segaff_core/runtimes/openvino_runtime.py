@@ -1,0 +1,91 @@
+"""OpenVINO on the CPU: the exported ONNX graph converted once to OpenVINO IR (kept in the engine cache),
+compiled for latency in fp32 or bf16; OpenVINO's own ``CACHE_DIR`` inside the entry keeps the compiled
+blob, so a cached start-up skips the export, the conversion and the compilation.
+
+OpenVINO runs bf16 by default on CPUs with native bf16, so the precision is always set explicitly
+(``INFERENCE_PRECISION_HINT``): fp32 means fp32.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from segaff_core.export import OUTPUT_NAMES
+from segaff_core.model import TextConditioning
+from segaff_core.runtimes.base import BuildRequest, FrameRuntime, Precision
+from segaff_core.runtimes.cache import Engine
+from segaff_core.runtimes.graph import onnx_graph
+from segaff_core.runtimes.hardware import device_name
+from segaff_core.runtimes.onnxruntime_runtime import frame_feeds
+
+IR_FILE = "model.xml"
+COMPILED_DIR = "compiled"  # OpenVINO's CACHE_DIR: the compiled blob, written at the first compilation
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+class OpenVinoRuntime:
+    """A compiled OpenVINO model and its infer request (inputs shared, outputs copied out)."""
+
+    name = "openvino"
+
+    def __init__(self, compiled: Any, precision: Precision, engine: Engine) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.engine: Optional[Engine] = engine
+        self._outputs = [compiled.output(name) for name in OUTPUT_NAMES]
+        self.description = f"OpenVINO {_version()} CPU, {precision}, {engine.path}"
+
+    def run(self, image: Tensor, depth: Tensor, text: TextConditioning) -> dict[str, Tensor]:
+        feeds = {name: tensor.numpy() for name, tensor in frame_feeds(image, depth, text).items()}
+        results = self.request.infer(feeds, share_inputs=True)  # outputs are copies: the next frame keeps them
+        return {name: torch.from_numpy(results[output]) for name, output in zip(OUTPUT_NAMES, self._outputs)}
+
+
+def _version() -> str:
+    import openvino
+
+    return openvino.__version__
+
+
+class OpenVinoBackend:
+    """The CPU, in fp32 or (native-bf16 CPUs, checked by the Predictor) bf16."""
+
+    name = "openvino"
+
+    def unavailable_reason(self, device: torch.device, precision: Precision) -> Optional[str]:
+        if importlib.util.find_spec("openvino") is None:
+            return "openvino is not installed (pip install openvino)"
+        if device.type != "cpu":
+            return f"only the CPU is supported here, not {device}"
+        if precision not in PRECISION_HINTS:
+            return f"{precision} is not supported on the CPU (fp32 or bf16)"
+        return None
+
+    def build(self, request: BuildRequest) -> FrameRuntime:
+        import openvino
+
+        core = openvino.Core()
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[request.precision],
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if request.threads:
+            config["INFERENCE_NUM_THREADS"] = request.threads
+        key = request.cache.key(self.name, openvino.__version__, request.model, request.input_size,
+                                request.precision, device=device_name(request.device))
+
+        def build(directory: Path) -> dict[str, Any]:
+            model = core.read_model(str(onnx_graph(request)))
+            openvino.save_model(model, str(directory / IR_FILE), compress_to_fp16=False)
+            return {}
+
+        def load(engine: Engine) -> Any:
+            core.set_property({"CACHE_DIR": str(engine.path / COMPILED_DIR)})
+            return core.compile_model(str(engine.path / IR_FILE), "CPU", config)
+
+        compiled, engine = request.cache.load_or_build(key, build, load)
+        return OpenVinoRuntime(compiled, request.precision, engine)
