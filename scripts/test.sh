@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
 # Run the SegAffordance test suite (sets up .venv/ first if needed). Extra arguments go to pytest.
+# The end-to-end tests of the README's robot commands (test/ros/test_ros_tools_*.py) need the ROS 2 tools:
+# a sourced ROS 2 distribution's, or the ones installed here into .venv from ../shared/ros2-src (CI keeps
+# it beside the clone; a clone without it skips those tests, saying why), and colcon from PyPI.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 cd "$root"
+venv="$root/.venv"
+log() { printf '[test] %s\n' "$*" >&2; }
+
+# colcon (pinned) for the workspace tests; reinstalled only when requirements-ros-tools.txt changes.
+stamp="$venv/.segaff-stamps/ros-tools"
+tools_hash="$(sha256sum requirements-ros-tools.txt | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$tools_hash" ]; then
+  log "installing the ROS test tooling (requirements-ros-tools.txt)"
+  "$venv/bin/python" -m pip install -q -r requirements-ros-tools.txt
+  mkdir -p "$(dirname "$stamp")" && echo "$tools_hash" >"$stamp"
+fi
+
+ros2_sources="$root/../shared/ros2-src"
+if [ -n "${ROS_DISTRO:-}" ] && command -v ros2 >/dev/null; then
+  log "ROS 2 tools: ROS 2 $ROS_DISTRO's ($(command -v ros2))"
+elif [ -x "$ros2_sources/install.sh" ]; then
+  "$ros2_sources/install.sh" "$venv"  # launch, launch_ros, launch_testing, ros2cli, message_filters, tf2_ros; idempotent
+else
+  log "ROS 2 tools: none ($ros2_sources is absent): the tests that run them will skip"
+fi
+
 set +e
-"$root/.venv/bin/python" -m pytest "$@"
+"$venv/bin/python" -m pytest "$@"
 rc=$?
 set -e
 # pytest exits 5 when it collected no test: that is a failure of the suite, not a pass.

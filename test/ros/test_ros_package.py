@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import configparser
 import importlib.util
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -15,8 +16,10 @@ from ros_helpers import OUTPUT_TOPICS, REPO_ROOT
 LAUNCH_DIR = REPO_ROOT / "launch"
 PERCEPTION_LAUNCH_ARGUMENTS = {
     "checkpoint", "device", "namespace", "camera_namespace", "rgb_topic", "depth_topic", "camera_info_topic",
-    "instruction_topic", "params_file", "rviz",
+    "instruction_topic", "params_file", "rviz", "backend", "target_frame", "autostart",
 }
+DEMO_LAUNCH_ARGUMENTS = {"checkpoint", "device", "backend", "target_frame", "rviz", "instruction", "seed",
+                         "depth_encoding"}
 
 
 def test_package_xml_is_a_valid_format_3_ament_python_package() -> None:
@@ -64,7 +67,7 @@ def declared_arguments(path: Path) -> set[str]:
 
 def test_launch_files_declare_their_arguments() -> None:
     assert declared_arguments(LAUNCH_DIR / "perception.launch.py") == PERCEPTION_LAUNCH_ARGUMENTS
-    assert {"checkpoint", "device", "rviz"} <= declared_arguments(LAUNCH_DIR / "demo.launch.py")
+    assert declared_arguments(LAUNCH_DIR / "demo.launch.py") == DEMO_LAUNCH_ARGUMENTS
 
 
 def load_launch_module(path: Path) -> ModuleType:
@@ -74,36 +77,65 @@ def load_launch_module(path: Path) -> ModuleType:
     return module
 
 
+@pytest.fixture(scope="module")
+def colcon_prefix(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """AMENT_PREFIX_PATH of the session's colcon workspace (tools_helpers.shared_workspace), then the venv's."""
+    from tools_helpers import shared_workspace
+
+    workspace = shared_workspace(tmp_path_factory)
+    install = workspace.path / "install"
+    return os.pathsep.join([str(install / "segaff_ros"), str(install / "segaff_msgs"),
+                            workspace.tools.environment()["AMENT_PREFIX_PATH"]])
+
+
+@pytest.mark.ros_tools
 @pytest.mark.parametrize("name", ["perception.launch.py", "demo.launch.py"])
-def test_launch_description_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launch_description_loads(name: str, colcon_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launch files as ``ros2 launch`` loads them: from the colcon-installed package's share folder."""
     # launch.actions, not launch: the repository's launch/ folder is a namespace package named `launch`
-    pytest.importorskip("launch.actions", reason="the ROS 2 `launch` package is not installable from PyPI wheels")
-    pytest.importorskip("launch_ros.actions", reason="`launch_ros` is not installable from PyPI wheels")
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    pytest.importorskip("launch.actions", reason="the ROS 2 `launch` package is not installed")
+    from ament_index_python.packages import get_package_share_directory
     from launch.actions import DeclareLaunchArgument
 
-    try:
-        get_package_share_directory("segaff_ros")
-    except PackageNotFoundError:
-        pytest.skip("segaff_ros is not installed into an ament prefix (colcon build)")
-    description = load_launch_module(LAUNCH_DIR / name).generate_launch_description()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", colcon_prefix)
+    installed = Path(get_package_share_directory("segaff_ros")) / "launch" / name
+    description = load_launch_module(installed).generate_launch_description()
     names = {entity.name for entity in description.entities if isinstance(entity, DeclareLaunchArgument)}
-    expected = PERCEPTION_LAUNCH_ARGUMENTS if name == "perception.launch.py" else {"checkpoint", "device", "rviz"}
-    assert expected <= names
+    assert names == (PERCEPTION_LAUNCH_ARGUMENTS if name == "perception.launch.py" else DEMO_LAUNCH_ARGUMENTS)
 
 
 def test_parameters_file_sets_every_declared_parameter_with_its_type() -> None:
     pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
-    from segaff_ros.perception_node import _PARAMETERS
+    from segaff_ros.node_parameters import PARAMETERS
 
-    document = yaml.safe_load((REPO_ROOT / "config" / "perception.yaml").read_text())
+    text = (REPO_ROOT / "config" / "perception.yaml").read_text()
+    document = yaml.safe_load(text)
     (node_key, section), = document.items()
     assert node_key.endswith("segaff_perception")
     parameters = section["ros__parameters"]
-    assert set(parameters) == set(_PARAMETERS)
-    for name, (default, _, _) in _PARAMETERS.items():
+    assert set(parameters) == set(PARAMETERS)
+    for name, spec in PARAMETERS.items():
+        default = spec.default
         assert type(parameters[name]) is type(default), f"{name}: {parameters[name]!r} vs default {default!r}"
         assert parameters[name] == default, f"{name}: the file and the node's default disagree"
+
+
+def test_parameters_file_says_which_parameters_change_at_runtime() -> None:
+    """Each parameter sits under the heading of its scope: runtime, configure or start."""
+    from segaff_ros.node_parameters import PARAMETERS, Scope
+
+    headings = {"# ---- runtime": Scope.RUNTIME, "# ---- configure": Scope.CONFIGURE, "# ---- start": Scope.START}
+    scope = None
+    seen: dict[str, Scope] = {}
+    for line in (REPO_ROOT / "config" / "perception.yaml").read_text().splitlines():
+        stripped = line.strip()
+        for heading, heading_scope in headings.items():
+            if stripped.startswith(heading):
+                scope = heading_scope
+        name = stripped.split(":", 1)[0]
+        if not stripped.startswith("#") and name in PARAMETERS:
+            seen[name] = scope
+    assert seen == {name: spec.scope for name, spec in PARAMETERS.items()}
 
 
 def test_rviz_config_shows_every_output() -> None:
@@ -115,5 +147,7 @@ def test_rviz_config_shows_every_output() -> None:
         "/segaff_perception/markers": "rviz_default_plugins/MarkerArray",
         "/segaff_perception/trajectory": "rviz_default_plugins/Path",
         "/segaff_perception/interaction_pose": "rviz_default_plugins/Pose",
+        "/segaff_perception/part_points": "rviz_default_plugins/PointCloud2",
     }
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
     assert {topic.rsplit("/", 1)[1] for topic in displays} <= set(OUTPUT_TOPICS)
