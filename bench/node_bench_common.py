@@ -7,14 +7,19 @@ from pathlib import Path
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint | --random CONFIG, --device, --input (network side, px) and --size (camera WIDTHxHEIGHT)."""
+    """--checkpoint | --random CONFIG, --device, --input (network side, px), --backend and --size (camera
+    WIDTHxHEIGHT)."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="checkpoint (default: the shipped one)")
     source.add_argument("--random", choices=("small", "default"),
                         help="a random-weight checkpoint of ModelParams.small() or of the default ModelParams "
                              "(150 M parameters; speed does not depend on the weights)")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default cpu)")
-    parser.add_argument("--input", type=int, default=256, help="square network input size (default 256)")
+    parser.add_argument("--input", type=int, default=0,
+                        help="square network input size, px (default 0: the checkpoint's training size)")
+    parser.add_argument("--backend", default="auto",
+                        help="inference runtime of the node and the bare Predictor: auto | torch | onnxruntime | "
+                             "openvino | tensorrt (default auto)")
     parser.add_argument("--size", default="320x240", help="camera image WIDTHxHEIGHT (default 320x240)")
 
 

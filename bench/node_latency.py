@@ -153,10 +153,12 @@ def measure(args: argparse.Namespace, checkpoint: Path, samples: list[Any], inst
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = Predictor.from_checkpoint(checkpoint, device=args.device, input_size=(args.input, args.input))
+    size = {"input_size": (args.input, args.input)} if args.input else {}
+    predictor = Predictor.from_checkpoint(checkpoint, device=args.device, backend=args.backend, **size)
+    print(f"bare Predictor: backend {predictor.backend}, input {predictor.input_size}")
     command = [
         sys.executable, "-m", "segaff_ros.perception_node", "--ros-args",
-        "-p", f"checkpoint:={checkpoint}", "-p", f"device:={args.device}",
+        "-p", f"checkpoint:={checkpoint}", "-p", f"device:={args.device}", "-p", f"backend:={args.backend}",
         "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
         "-p", f"cpu_threads:={args.threads or 0}", "-p", "image_qos:=reliable", "-p", f"publish_debug_image:={'false' if args.no_debug_image else 'true'}",
     ]
@@ -215,7 +217,8 @@ def main() -> int:
     end_to_end_ms = [1e3 * s for s in timings.end_to_end_s]
     bare_ms = [1e3 * s for s in timings.bare_call_s]
     ratios = np.array(end_to_end_ms) / np.array(bare_ms)
-    print(f"{len(end_to_end_ms)} frames {width}x{height}, input {args.input}x{args.input}, device {args.device}, "
+    print(f"{len(end_to_end_ms)} frames {width}x{height}, input {args.input or 'trained size'}, device {args.device}, "
+          f"backend {args.backend}, "
           f"threads {args.threads or 'default'}, checkpoint {f'{args.random} (random)' if args.random else checkpoint}, instruction {instruction!r}")
     print(f"end-to-end (RGB stamp -> ~/result)   {stats_ms(end_to_end_ms)}")
     print(f"node's model time (inference_time)   {stats_ms(timings.node_model_ms)}")

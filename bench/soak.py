@@ -241,7 +241,8 @@ def soak(args: argparse.Namespace, checkpoint: Optional[Path], log_path: Path) -
     from segaff_ros.processes import NodeProcess
 
     width, height = (int(v) for v in args.size.lower().split("x"))
-    ros_args = ["-p", f"device:={args.device}", "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
+    ros_args = ["-p", f"device:={args.device}", "-p", f"backend:={args.backend}",
+                "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
                 "-p", f"cpu_threads:={args.threads or 0}"]
     if checkpoint is not None:
         ros_args += ["-p", f"checkpoint:={checkpoint}"]

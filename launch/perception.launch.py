@@ -1,12 +1,14 @@
-"""Launch the SegAffordance perception node on a camera, optionally with RViz.
+"""Launch the SegAffordance perception node (a managed lifecycle node) on a camera, optionally with RViz.
 
     ros2 launch segaff_ros perception.launch.py camera_namespace:=/camera \
         rgb_topic:=color/image_raw depth_topic:=aligned_depth_to_color/image_raw \
-        camera_info_topic:=color/camera_info checkpoint:=/path/to/model.ckpt device:=cuda rviz:=true
+        camera_info_topic:=color/camera_info checkpoint:=/path/to/model.ckpt device:=cuda \
+        backend:=auto target_frame:=base_link rviz:=true
 
 Relative topic arguments are resolved under ``camera_namespace``; absolute ones are used as they are.
 Parameters come from ``params_file`` (default: the package's config/perception.yaml); a non-empty
-``checkpoint`` or ``device`` argument overrides the file.
+``checkpoint``, ``device``, ``backend`` or ``target_frame`` argument overrides the file. ``autostart:=false``
+leaves the node unconfigured for a lifecycle manager (``ros2 lifecycle set /segaff_perception configure``).
 """
 from pathlib import Path
 
@@ -16,8 +18,11 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = "segaff_ros"
+#: String parameters a non-empty launch argument of the same name overrides.
+_STRING_OVERRIDES = ("checkpoint", "device", "backend", "target_frame")
 
 
 def _resolve(namespace: str, topic: str) -> str:
@@ -34,7 +39,10 @@ def _nodes(context: LaunchContext) -> list[Node]:
         return LaunchConfiguration(name).perform(context)
 
     camera = value("camera_namespace")
-    overrides = {name: value(name) for name in ("checkpoint", "device") if value(name)}
+    overrides: dict[str, object] = {
+        name: ParameterValue(value(name), value_type=str) for name in _STRING_OVERRIDES if value(name)
+    }
+    overrides["autostart"] = value("autostart").strip().lower() in ("true", "1", "yes", "on")
     share = Path(get_package_share_directory(PACKAGE))
     perception = Node(
         package=PACKAGE,
@@ -69,6 +77,15 @@ def generate_launch_description() -> LaunchDescription:
                               description="SegAffordance .ckpt; empty = the params file's (the shipped default)"),
         DeclareLaunchArgument("device", default_value="",
                               description="auto | cpu | cuda | cuda:N; empty = the params file's"),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="auto | torch | onnxruntime | openvino | tensorrt; empty = the params "
+                              "file's"),
+        DeclareLaunchArgument("target_frame", default_value="",
+                              description="frame of the 3D outputs (tf2); empty = the params file's (the camera's "
+                              "optical frame)"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate at start; false = leave it to a lifecycle "
+                              "manager"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the perception node"),
         DeclareLaunchArgument("camera_namespace", default_value="/camera",
                               description="namespace of the camera topics below"),

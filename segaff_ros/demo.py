@@ -60,6 +60,8 @@ CAMERA_RATE_HZ = 10.0
 STOP_TIMEOUT_S = 15.0
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130  # and 2: bad arguments (argparse)
 _LOG_TAIL_LINES = 25
+#: What the perception node logs when its configure transition fails (it then stays up, unconfigured).
+_CONFIGURE_FAILED = "configure failed:"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGINT: KeyboardInterrupt, the others: Interrupted
 
 
@@ -204,8 +206,8 @@ class DemoNode:
         publish_or_warn(self.instruction_pub, self._message, self.node.get_logger())
 
     def perception_node_ready(self) -> bool:
-        """Whether the perception node subscribes to the instruction (it does once its model is loaded)."""
-        return self.instruction_pub.get_subscription_count() > 0
+        """Whether the perception node subscribes to the camera (it does once active: model loaded)."""
+        return self.node.count_subscribers(f"{CAMERA_NAMESPACE}/rgb/image") > 0
 
     def spin_once(self, timeout_s: float) -> None:
         self.executor.spin_once(timeout_sec=timeout_s)
@@ -317,6 +319,8 @@ def _wait_for_results(options: DemoOptions, demo_node: DemoNode, camera: NodePro
         if not received.results and now >= next_instruction:  # sticky in the node: until it answers
             demo_node.publish_instruction()
             next_instruction = now + 1.0
+        if not ready_logged and _CONFIGURE_FAILED in perception.log():
+            raise DemoFailure(f"the perception node could not be configured\n{_tail(perception)}")
         if not ready_logged and demo_node.perception_node_ready():
             log.info("perception node ready after %.1f s; sent %r on %s", now - started, options.instruction,
                      INSTRUCTION_TOPIC)

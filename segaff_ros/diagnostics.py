@@ -26,11 +26,13 @@ class StatsSnapshot:
     inference_mean_ms: float
     window_bad_frames: int
     window_failed_frames: int
+    window_dropped_no_transform: int
     frames_in: int
     frames_processed: int
     dropped_replaced: int
     dropped_stale: int
     dropped_idle: int  # arrived (or taken by the worker) while no instruction was set
+    dropped_no_transform: int  # skipped: no transform from the camera frame to target_frame at the stamp
     bad_frames: int
     failed_frames: int
     instructions_set: int  # instruction changes handed to Predictor.set_instruction (it encodes the text)
@@ -45,7 +47,8 @@ class StatsSnapshot:
         return (
             f"input {self.input_hz:.1f} Hz, processed {self.processed_hz:.1f} Hz, "
             f"latency {self.latency_mean_ms:.0f} ms (max {self.latency_max_ms:.0f}), "
-            f"dropped {self.dropped_replaced} replaced / {self.dropped_stale} stale / {self.dropped_idle} idle, "
+            f"dropped {self.dropped_replaced} replaced / {self.dropped_stale} stale / {self.dropped_idle} idle / "
+            f"{self.dropped_no_transform} without transform, "
             f"{self.bad_frames} bad, {self.failed_frames} failed"
         )
 
@@ -63,6 +66,7 @@ class PipelineStats:
             "dropped_replaced": 0,
             "dropped_stale": 0,
             "dropped_idle": 0,
+            "dropped_no_transform": 0,
             "bad_frames": 0,
             "failed_frames": 0,
             "instructions_set": 0,
@@ -105,6 +109,7 @@ class PipelineStats:
                 inference_mean_ms=sum(inference) / len(inference) if inference else 0.0,
                 window_bad_frames=self._window_counts["bad_frames"],
                 window_failed_frames=self._window_counts["failed_frames"],
+                window_dropped_no_transform=self._window_counts["dropped_no_transform"],
                 window_inputs=self._window_inputs,
                 **self._totals,
             )
@@ -116,24 +121,31 @@ class PipelineStats:
 
 
 def to_diagnostic_status(
-    snapshot: StatsSnapshot, name: str, hardware_id: str, processing: bool
+    snapshot: StatsSnapshot, name: str, hardware_id: str, processing: bool, lifecycle_state: str = "active"
 ) -> DiagnosticStatus:
-    """A DiagnosticStatus of one snapshot: WARN when the window saw bad or failed frames, or no input
-    while an instruction is set; OK otherwise."""
+    """A DiagnosticStatus of one snapshot: WARN when the window saw bad or failed frames, frames without a
+    transform to the target frame, or no input while an instruction is set; OK otherwise. A node that is
+    not active reports its ``lifecycle_state`` (OK: a lifecycle manager's choice)."""
     problems = []
     if snapshot.window_bad_frames or snapshot.window_failed_frames:
         problems.append(
             f"{snapshot.window_bad_frames} bad / {snapshot.window_failed_frames} failed frames in the last "
             f"{snapshot.window_s:.1f} s"
         )
+    if snapshot.window_dropped_no_transform:
+        problems.append(f"{snapshot.window_dropped_no_transform} frames skipped without a transform to the "
+                        f"target frame in the last {snapshot.window_s:.1f} s")
     if snapshot.unsynchronized():
         inputs = ", ".join(f"{topic}: {n}" for topic, n in snapshot.window_inputs.items())
         problems.append(f"inputs arrive ({inputs}) but do not synchronize")
     elif processing and snapshot.input_hz == 0.0:
         problems.append("no input")
-    level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-    message = "; ".join(problems) if problems else ("processing" if processing else "idle (no instruction)")
-    values = [
+    if lifecycle_state != "active":
+        level, message = DiagnosticStatus.OK, f"{lifecycle_state} (not processing)"
+    else:
+        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        message = "; ".join(problems) if problems else ("processing" if processing else "idle (no instruction)")
+    values = [KeyValue(key="lifecycle_state", value=lifecycle_state)] + [
         KeyValue(key=f.name, value=f"{getattr(snapshot, f.name):.6g}")
         for f in fields(snapshot)
         if f.name != "window_inputs"

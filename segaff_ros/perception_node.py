@@ -1,380 +1,266 @@
 """The ``segaff_perception`` node: synchronized RGB-D + a language instruction in, affordance out.
 
-Subscribes to ``rgb/image``, ``depth/image``, ``rgb/camera_info`` (approximate-time synchronized) and
-``instruction``; publishes under ``~/`` the part mask, interaction pose, axis marker, trajectory, a
-MarkerArray, an ``AffordanceResult`` and optionally a debug overlay; serves ``~/query``.
+A managed (lifecycle) node. ``configure`` reads and checks the parameters and loads and warms up the model
+(:mod:`~segaff_ros.model_loading`); ``activate`` subscribes to ``rgb/image``, ``depth/image``,
+``rgb/camera_info`` (:mod:`~segaff_ros.camera_inputs`) and starts the worker (:mod:`~segaff_ros.frame_worker`);
+``deactivate`` stops both and keeps the model; ``cleanup`` frees it. With ``autostart`` (default) ``main`` configures
+and activates it before spinning. ``instruction`` (sticky; empty = stop), ``~/query``,
+``~/perceive`` (:mod:`~segaff_ros.perceive_action`) and ``/diagnostics`` are there in every state; the query and
+the action answer only while active. Outputs (:mod:`~segaff_ros.outputs`) are in ``target_frame`` when set.
+Parameters and which of them change at runtime: :mod:`~segaff_ros.node_parameters`.
 
-Threads: the executor's callbacks only store messages. A worker thread runs the model on the newest
-synchronized frame (a one-slot mailbox: frames arriving while it works replace each other, so no
-backlog can grow). The ``~/query`` service runs in its own callback group and shares the model with the
-worker under a lock. The model is loaded once, in ``_load_predictor`` at start-up.
+Threads: the executor's callbacks only store messages. The worker runs the model on the newest frame;
+``~/query`` and ``~/perceive`` run in their own callback groups and share the model under a lock.
 """
 from __future__ import annotations
 
-import logging
-import os
-import re
+import importlib.util
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from functools import partial
 from typing import Any, Optional
 
-import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped
-from nav_msgs.msg import Path
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy  # RCLError, as rclpy itself imports it
-from rclpy.node import Node
-from rclpy.publisher import Publisher
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.service import Service
-from rclpy.timer import Timer
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import String
-from visualization_msgs.msg import Marker, MarkerArray
+from std_msgs.msg import Header, String
 
-from segaff_core.inference import COMPILE_MODES, AffordancePrediction, Predictor
-from segaff_core.visualize import draw_overlay
-from segaff_msgs.msg import AffordanceResult
+from segaff_core.inference import AffordancePrediction, Predictor
 from segaff_msgs.srv import Query
-from segaff_ros import conversions
+from segaff_ros import conversions, node_parameters
+from segaff_ros.camera_inputs import INPUT_TOPICS, SynchronizedCameraInputs
 from segaff_ros.diagnostics import PipelineStats, to_diagnostic_status
+from segaff_ros.frame_input import DecodedFrame, Frame, decode_frame
+from segaff_ros.frame_worker import FrameWorker
+from segaff_ros.model_loading import ConfigurationError, free_gpu_memory, load_predictor
+from segaff_ros.node_logging import CoreLogForwarding, TextThrottle
+from segaff_ros.node_parameters import PerceptionParams
+from segaff_ros.outputs import FrameOutput, OutputPublishers, to_output_frame
+from segaff_ros.perceive_action import PerceiveServer
 from segaff_ros.publishing import publish_or_warn
-from segaff_ros.synchronizer import ApproximateTimeSynchronizer, LatestSlot
-
-try:  # the ROS 2 package where installed; the package's own synchronizer.py (same policy) elsewhere
-    import message_filters
-except ImportError:
-    message_filters = None
+from segaff_ros.target_frame import TargetFrameResolver, TransformUnavailable
 
 NODE_NAME = "segaff_perception"
 #: Longer instructions are truncated (with a warning); the text encoder keeps 77 tokens anyway.
 MAX_INSTRUCTION_CHARS = 1000
-#: Synchronized inputs, in the order the synchronizer hands them over.
-INPUT_TOPICS: tuple[tuple[str, type], ...] = (
-    ("rgb/image", Image),
-    ("depth/image", Image),
-    ("rgb/camera_info", CameraInfo),
-)
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-_PRECISIONS = ("fp32", "fp16", "bf16")
-_RELIABILITIES = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+EXECUTOR_THREADS = 6  # inputs + timers, parameters and lifecycle services, ~/query, ~/perceive goals, tf
 _LOG_THROTTLE_S = 5.0
+_SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-class _ForwardToNodeLogger(logging.Handler):
-    """Forwards Python ``logging`` records of ``segaff_core`` (e.g. the Predictor's CUDA or fp16 fallback
-    warning) to the node's logger, so they appear in the ROS log like the node's own lines."""
-
-    def __init__(self, node: Node) -> None:
-        super().__init__(level=logging.INFO)
-        self._node = node
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # One call per severity: rclpy keys its loggers on the calling line, which keeps one severity.
-        text = f"{record.name}: {record.getMessage()}"
-        if record.levelno >= logging.ERROR:
-            self._node.get_logger().error(text)
-        elif record.levelno >= logging.WARNING:
-            self._node.get_logger().warning(text)
-        else:
-            self._node.get_logger().info(text)
-
-
-class StartupError(RuntimeError):
-    """A configuration the node cannot start with: bad parameter, missing or unloadable checkpoint."""
-
-
-class BadFrame(ValueError):
-    """A synchronized frame that cannot be processed (encoding, size, intrinsics, depth)."""
-
-
-@dataclass(frozen=True)
-class PerceptionParams:
-    """The node's parameters (see ``config/perception.yaml``), read once at start-up."""
-
-    checkpoint: str
-    device: str
-    precision: str
-    cpu_threads: int
-    channels_last: bool
-    compile: bool
-    compile_mode: str
-    input_height: int
-    input_width: int
-    mask_threshold: float
-    sync_slop_s: float
-    sync_queue_size: int
-    max_frame_age_s: float
-    max_rate_hz: float
-    image_qos: str
-    publish_debug_image: bool
-    min_depth_m: float
-    max_depth_m: float
-    axis_marker_length_m: float
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One synchronized input set, still as messages (decoded only when the worker takes it)."""
-
-    rgb: Image
-    depth: Image
-    camera_info: CameraInfo
-    stamp_ns: int
-
-
-@dataclass(frozen=True)
-class DecodedFrame:
-    """A frame as the Predictor takes it."""
-
-    rgb: np.ndarray
-    depth_m: np.ndarray
-    K: np.ndarray
-
-
-def decode_frame(frame: Frame, min_depth_m: float, max_depth_m: float) -> DecodedFrame:
-    """The frame as numpy; BadFrame with the reason when it cannot be used.
-
-    What the worker (and ``~/query``) runs on every synchronized frame before the model: encodings,
-    camera_info size, data length, K, and at least one depth pixel within ``[min_depth_m, max_depth_m]``.
-    Raises nothing but BadFrame (a ValueError), whatever the messages hold.
-    """
-    if frame.rgb.encoding not in conversions.COLOR_ENCODINGS:
-        raise BadFrame(
-            f"RGB image encoding {frame.rgb.encoding!r} is not one of {tuple(conversions.COLOR_ENCODINGS)}"
-        )
-    if frame.depth.encoding not in conversions.DEPTH_ENCODINGS:
-        raise BadFrame(
-            f"depth image encoding {frame.depth.encoding!r} is not one of {tuple(conversions.DEPTH_ENCODINGS)}"
-        )
-    info = frame.camera_info
-    if (info.width, info.height) not in ((0, 0), (frame.rgb.width, frame.rgb.height)):
-        raise BadFrame(
-            f"camera_info is for {info.width}x{info.height} but the RGB image is "
-            f"{frame.rgb.width}x{frame.rgb.height}"
-        )
-    try:
-        rgb = conversions.image_to_numpy(frame.rgb)
-        depth_m = conversions.image_to_numpy(frame.depth)
-        K = conversions.camera_info_to_K(info)
-    except ValueError as error:
-        raise BadFrame(str(error)) from error
-    in_range = (depth_m >= min_depth_m) & (depth_m <= max_depth_m)
-    if not in_range.any():
-        raise BadFrame(f"depth image has no valid pixel within [{min_depth_m}, {max_depth_m}] m")
-    return DecodedFrame(rgb, depth_m, K)
-
-
-def _float_range(low: float, high: float) -> list[FloatingPointRange]:
-    return [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
-
-
-def _int_range(low: int, high: int, step: int = 1) -> list[IntegerRange]:
-    return [IntegerRange(from_value=low, to_value=high, step=step)]
-
-
-# name -> (default, description, descriptor keyword arguments)
-_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
-    "checkpoint": ("", "SegAffordance .ckpt file; '' = the shipped default checkpoint", {}),
-    "device": ("auto", "device of the model (CUDA asked for but absent: a warning, then the CPU)",
-               {"additional_constraints": "auto, cpu, cuda or cuda:N"}),
-    "precision": ("fp32", "inference precision (fp16 needs CUDA)", {"additional_constraints": "fp32, fp16 or bf16"}),
-    "cpu_threads": (0, "torch intra-op CPU threads (0 = torch's default, one per core)",
-                    {"integer_range": _int_range(0, 256)}),
-    "channels_last": (False, "run the network in channels_last memory format (faster on CUDA tensor cores)", {}),
-    "compile": (False, "torch.compile the per-frame network at start-up (a failed compilation falls back "
-                       "to eager with a warning)", {}),
-    "compile_mode": ("default", "torch.compile mode (max-autotune-no-cudagraphs: faster matrix products on the "
-                                "CPU, slower start; reduce-overhead: CUDA graphs)",
-                     {"additional_constraints": ", ".join(COMPILE_MODES)}),
-    "input_height": (0, "model input height, px (multiple of 32; 0 = the checkpoint's training size)",
-                     {"integer_range": _int_range(0, 1024, 32)}),
-    "input_width": (0, "model input width, px (multiple of 32; 0 = the checkpoint's training size)",
-                    {"integer_range": _int_range(0, 1024, 32)}),
-    "mask_threshold": (0.5, "probability above which a pixel belongs to the part",
-                       {"floating_point_range": _float_range(0.01, 0.99)}),
-    "sync_slop_s": (0.05, "largest stamp difference within one synchronized RGB/depth/camera_info set, s",
-                    {"floating_point_range": _float_range(0.0, 1.0)}),
-    "sync_queue_size": (10, "messages kept per input while synchronizing", {"integer_range": _int_range(1, 100)}),
-    "max_frame_age_s": (1.0, "frames older than this when the model is free are dropped, s (0 = no limit)",
-                        {"floating_point_range": _float_range(0.0, 60.0)}),
-    "max_rate_hz": (0.0, "most model runs per wall-clock second, also under use_sim_time: a compute budget "
-                         "(0 = as fast as the model goes)",
-                    {"floating_point_range": _float_range(0.0, 1000.0)}),
-    "image_qos": ("reliable", "reliability of the image and camera_info subscriptions",
-                  {"additional_constraints": "reliable (most camera drivers' default) or best_effort (for "
-                                             "publishers with sensor-data QoS)"}),
-    "publish_debug_image": (True, "publish ~/debug_image, an rgb8 overlay of the result (drawn only while "
-                                  "someone subscribes)", {}),
-    "min_depth_m": (0.1, "smallest valid depth, m", {"floating_point_range": _float_range(0.0, 100.0)}),
-    "max_depth_m": (10.0, "largest valid depth, m", {"floating_point_range": _float_range(0.0, 100.0)}),
-    "axis_marker_length_m": (0.2, "length of the axis arrow in RViz, m",
-                             {"floating_point_range": _float_range(0.01, 10.0)}),
-}
-
-
-class PerceptionNode(Node):
-    """SegAffordance on a ROS 2 camera: see the module docstring for topics and threads."""
+class PerceptionNode(LifecycleNode):
+    """SegAffordance on a ROS 2 camera: see the module docstring for the lifecycle, topics and threads."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         # What destroy_node needs comes first: rclpy destroys a node that failed half-way through __init__.
-        self._stop = threading.Event()
-        self._slot: LatestSlot[Frame] = LatestSlot()
-        self._worker = threading.Thread(target=self._work, name="segaff_worker", daemon=True)
-        self._core_log_handler = _ForwardToNodeLogger(self)
-        core_logger = logging.getLogger("segaff_core")
-        core_logger.setLevel(logging.INFO)
-        core_logger.addHandler(self._core_log_handler)
-
-        self._params: PerceptionParams = self._declare_parameters()
-        self._predictor: Predictor = self._load_predictor()
+        self._state = "unconfigured"  # the lifecycle state as this node's callbacks last left it
+        self._predictor: Optional[Predictor] = None
         self._predictor_lock = threading.Lock()
+        self._resolver: Optional[TargetFrameResolver] = None
+        self._outputs: Optional[OutputPublishers] = None
+        self._inputs: Optional[SynchronizedCameraInputs] = None
+        self._worker: Optional[FrameWorker] = None
+        self._perceive: Optional[PerceiveServer] = None
+        self._log_forwarding = CoreLogForwarding(self.get_logger())
+
+        self._refused_overrides: dict[str, str] = node_parameters.declare_all(self)
+        self._params: PerceptionParams = PerceptionParams.from_values(node_parameters.current_values(self))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+
         self._stats = PipelineStats([topic for topic, _ in INPUT_TOPICS])
         self._frame_lock = threading.Lock()
         self._latest_frame: Optional[Frame] = None
         self._instruction: str = ""
         self._encoded_instruction: str = ""
-        self._last_logged: dict[str, float] = {}
+        self._throttle = TextThrottle(_LOG_THROTTLE_S)
+        self._input_group = MutuallyExclusiveCallbackGroup()
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(String, "instruction", self._on_instruction, 10, callback_group=self._input_group)
+        self.create_service(Query, "~/query", self._on_query, callback_group=MutuallyExclusiveCallbackGroup())
+        self._perceive = PerceiveServer(self, self._run_frame, self.is_active)
+        self.create_timer(1.0, self._on_diagnostics_timer, self._input_group)
 
-        output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5)
-        self._mask_pub: Publisher = self.create_publisher(Image, "~/mask", output_qos)
-        self._pose_pub: Publisher = self.create_publisher(PoseStamped, "~/interaction_pose", output_qos)
-        self._axis_pub: Publisher = self.create_publisher(Marker, "~/axis_marker", output_qos)
-        self._path_pub: Publisher = self.create_publisher(Path, "~/trajectory", output_qos)
-        self._markers_pub: Publisher = self.create_publisher(MarkerArray, "~/markers", output_qos)
-        self._result_pub: Publisher = self.create_publisher(AffordanceResult, "~/result", output_qos)
-        self._debug_pub: Optional[Publisher] = (
-            self.create_publisher(Image, "~/debug_image", output_qos) if self._params.publish_debug_image else None
+    def is_active(self) -> bool:
+        """Whether the node is in the active state (processing frames, answering queries and goals)."""
+        return self._state == "active"
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+
+    def autostart(self) -> bool:
+        """With the ``autostart`` parameter: configure, then activate (``main`` calls it before spinning, so a
+        Ctrl-C while the model loads stops the process at once). A failed configure is logged with the way
+        out and leaves the node unconfigured. Returns whether the node is active."""
+        if not self._params.autostart:
+            return False
+        if self.trigger_configure() != _SUCCESS:
+            name = self.get_fully_qualified_name()
+            self.get_logger().error(
+                f"autostart: not configured (see above); fix it with `ros2 param set {name} NAME VALUE`, then "
+                f"`ros2 lifecycle set {name} configure` and `ros2 lifecycle set {name} activate`"
+            )
+            return False
+        return self.trigger_activate() == _SUCCESS
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Read and check the parameters, load and warm up the model; FAILURE (reason logged) leaves the node
+        unconfigured, so that a ``ros2 param set`` can fix it before the next ``configure``."""
+        self._state = "configuring"
+        started_s = time.monotonic()
+        try:
+            params = self._checked_params()
+            self._params = params
+            predictor = load_predictor(params, self.get_logger())
+            if params.target_frame:
+                self._ensure_resolver()
+        except ConfigurationError as error:
+            self.get_logger().error(f"configure failed: {error}")
+            self._state = "unconfigured"
+            return _FAILURE
+        with self._predictor_lock:
+            self._predictor = predictor
+        self._encoded_instruction = ""
+        self._outputs = OutputPublishers(self)
+        self._state = "inactive"
+        self.get_logger().info(f"configured in {time.monotonic() - started_s:.1f} s")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Activate the publishers, subscribe to the camera and start the worker."""
+        result = super().on_activate(state)
+        params = self._params
+        self._worker = FrameWorker(
+            lambda frame, instruction: self._process(frame, instruction), lambda: self._instruction,
+            lambda: self._params, lambda: self.get_clock().now().nanoseconds, self._stats, self.get_logger(),
         )
-        self._diagnostics_pub: Publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        input_group = MutuallyExclusiveCallbackGroup()
-        self._synchronizer: Optional[ApproximateTimeSynchronizer[Any]] = None
-        self._filter_subscribers: list[Any] = []
-        self._message_filter: Any = None
-        self._subscribe_synchronized(input_group)
-        self.create_subscription(String, "instruction", self._on_instruction, 10, callback_group=input_group)
-        self._query_srv: Service = self.create_service(
-            Query, "~/query", self._on_query, callback_group=MutuallyExclusiveCallbackGroup()
-        )
-        self._diagnostics_timer: Timer = self.create_timer(1.0, self._on_diagnostics_timer, input_group)
-
         self._worker.start()
+        self._inputs = SynchronizedCameraInputs(
+            self, params.image_qos, params.sync_queue_size, params.sync_slop_s, self._on_synchronized,
+            self._stats.input_received, self._input_group,
+        )
+        self._state = "active"
         self.get_logger().info(
-            f"ready: synchronizing {', '.join(self.resolve_topic_name(t) for t, _ in INPUT_TOPICS)} "
-            f"({'message_filters' if message_filters is not None else 'own synchronizer'}, "
-            f"slop {self._params.sync_slop_s} s); waiting for an instruction on "
+            f"active: synchronizing {', '.join(self.resolve_topic_name(t) for t, _ in INPUT_TOPICS)} "
+            f"({self._inputs.implementation}, slop {params.sync_slop_s} s); outputs in "
+            f"{params.target_frame or 'the camera frame'}; waiting for an instruction on "
             f"{self.resolve_topic_name('instruction')}"
         )
+        return result
 
-    # ---- start-up ----------------------------------------------------------------------------------
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop processing (the model stays loaded)."""
+        self._stop_processing()
+        return super().on_deactivate(state)
 
-    def _declare_parameters(self) -> PerceptionParams:
-        """Declare every parameter with its descriptor and range; StartupError on a bad value."""
-        values: dict[str, Any] = {}
-        for name, (default, description, constraints) in _PARAMETERS.items():
-            descriptor = ParameterDescriptor(description=description, read_only=True, **constraints)
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the model (and its GPU memory) and the publishers."""
+        result = super().on_cleanup(state)
+        self._free_configuration()
+        return result
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """From any state: stop processing and free everything."""
+        self._stop_processing()
+        self._free_configuration()
+        self._state = "finalized"
+        return _SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: free everything and go back to unconfigured."""
+        self.get_logger().error(f"error while leaving {state.label}: back to unconfigured")
+        self._stop_processing()
+        self._free_configuration()
+        return _SUCCESS
+
+    def _stop_processing(self) -> None:
+        if self._state == "active":
+            self._state = "inactive"
+        if self._inputs is not None:
+            self._inputs.destroy()
+            self._inputs = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def _free_configuration(self) -> None:
+        with self._predictor_lock:
+            self._predictor = None
+        if self._outputs is not None:
+            self._outputs.destroy()
+            self._outputs = None
+        if self._resolver is not None:
+            self._resolver.close()
+            self._resolver = None
+        free_gpu_memory()
+        self._state = "unconfigured"
+
+    # ---- parameters ---------------------------------------------------------------------------------
+
+    def _checked_params(self) -> PerceptionParams:
+        """The parameters for ``configure``; ConfigurationError naming the first bad one."""
+        if self._refused_overrides:
+            raise ConfigurationError(
+                "; ".join(self._refused_overrides.values()) + " (the default was kept: set a valid value with "
+                "`ros2 param set`, then configure)"
+            )
+        values = node_parameters.current_values(self)
+        if reason := node_parameters.check_values(values):
+            raise ConfigurationError(reason)
+        return PerceptionParams.from_values(values)
+
+    def _on_set_parameters(self, parameters: list[Parameter[Any]]) -> SetParametersResult:
+        """Accept or refuse a ``ros2 param set`` (types and ranges are the descriptors'); the reason is
+        returned to the caller and logged."""
+        changes = {parameter.name: parameter.value for parameter in parameters}
+        reason = node_parameters.review_change(
+            node_parameters.current_values(self), changes, configured=self._state != "unconfigured",
+            node_name=self.get_fully_qualified_name(),
+        )
+        if reason is None and changes.get("target_frame") and importlib.util.find_spec("tf2_ros") is None:
+            reason = "target_frame needs tf2_ros, which is not importable here"
+        if reason is not None:
+            self.get_logger().warning(f"parameter change refused: {reason}")
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _after_set_parameters(self, parameters: list[Parameter[Any]]) -> None:
+        """Apply accepted changes at once: the model's thresholds, the tf2 resolver, the worker's figures."""
+        for parameter in parameters:
+            self._refused_overrides.pop(parameter.name, None)
+        params = PerceptionParams.from_values(node_parameters.current_values(self))
+        with self._predictor_lock:
+            if self._predictor is not None:
+                self._predictor.mask_threshold = params.mask_threshold
+                self._predictor.min_depth_m, self._predictor.max_depth_m = params.min_depth_m, params.max_depth_m
+        if params.target_frame and self._state not in ("unconfigured", "configuring"):
             try:
-                values[name] = self.declare_parameter(name, default, descriptor).value
-            except (InvalidParameterValueException, InvalidParameterTypeException) as error:
-                raise StartupError(f"parameter {name!r}: {error}") from error
-        params = PerceptionParams(**values)
-        if not _DEVICE_PATTERN.match(params.device):
-            raise StartupError(f"parameter 'device' is {params.device!r}: expected auto, cpu, cuda or cuda:N")
-        if params.precision not in _PRECISIONS:
-            raise StartupError(f"parameter 'precision' is {params.precision!r}: expected one of {_PRECISIONS}")
-        if params.compile_mode not in COMPILE_MODES:
-            raise StartupError(f"parameter 'compile_mode' is {params.compile_mode!r}: expected one of {COMPILE_MODES}")
-        if params.image_qos not in _RELIABILITIES:
-            raise StartupError(
-                f"parameter 'image_qos' is {params.image_qos!r}: expected one of {tuple(_RELIABILITIES)}"
-            )
-        if params.min_depth_m >= params.max_depth_m:
-            raise StartupError(
-                f"min_depth_m ({params.min_depth_m}) must be smaller than max_depth_m ({params.max_depth_m})"
-            )
-        return params
+                self._ensure_resolver()
+            except ConfigurationError as error:
+                self.get_logger().error(str(error))
+        if self._resolver is not None:
+            self._resolver.timeout_s = params.tf_timeout_s
+        self._params = params
+        self.get_logger().info("parameters set: " + ", ".join(f"{p.name}={p.value!r}" for p in parameters))
 
-    def _load_predictor(self) -> Predictor:
-        """Start-up: load the model from the checkpoint (the only place the model is loaded)."""
-        path = self._params.checkpoint or None
-        if path is not None and not os.path.isfile(path):
-            raise StartupError(f"checkpoint {path!r} does not exist (parameter 'checkpoint')")
-        started = time.monotonic()
-        size = (self._params.input_height, self._params.input_width)
-        try:
-            predictor = Predictor.from_checkpoint(
-                path,
-                device=self._params.device,
-                **({"input_size": size} if min(size) > 0 else {}),
-                precision=self._params.precision,
-                threads=self._params.cpu_threads or None,
-                channels_last=self._params.channels_last,
-                compile=self._params.compile,
-                compile_mode=self._params.compile_mode,
-                mask_threshold=self._params.mask_threshold,
-                min_depth_m=self._params.min_depth_m,
-                max_depth_m=self._params.max_depth_m,
-            )
-        except Exception as error:  # any failure to load is fatal at start-up, with the reason
-            raise StartupError(
-                f"cannot load checkpoint {path or '(shipped default)'}: {type(error).__name__}: {error}"
-            ) from error
-        warmup_s = predictor.warmup()  # the first real frame is then not slow
-        self.get_logger().info(
-            f"loaded {path or 'the shipped default checkpoint'} on {predictor.device} "
-            f"({self._params.precision}, input {predictor.input_size[0]}x{predictor.input_size[1]}, "
-            f"{torch.get_num_threads()} CPU threads) "
-            f"in {time.monotonic() - started:.1f} s (warm-up {warmup_s:.1f} s)"
-        )
-        return predictor
-
-    def _subscribe_synchronized(self, group: MutuallyExclusiveCallbackGroup) -> None:
-        """Subscribe to the three camera inputs through an approximate-time synchronizer."""
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=5,
-            reliability=_RELIABILITIES[self._params.image_qos],
-        )
-        if message_filters is not None:
-            for index, (topic, msg_type) in enumerate(INPUT_TOPICS):
-                subscriber = message_filters.Subscriber(self, msg_type, topic, qos_profile=qos, callback_group=group)
-                subscriber.registerCallback(partial(self._count_input, index))
-                self._filter_subscribers.append(subscriber)
-            self._message_filter = message_filters.ApproximateTimeSynchronizer(
-                self._filter_subscribers, self._params.sync_queue_size, self._params.sync_slop_s
-            )
-            self._message_filter.registerCallback(self._on_synchronized)
-            return
-        self._synchronizer = ApproximateTimeSynchronizer(
-            len(INPUT_TOPICS), self._params.sync_queue_size, self._params.sync_slop_s, self._on_synchronized
-        )
-        for index, (topic, msg_type) in enumerate(INPUT_TOPICS):
-            self.create_subscription(msg_type, topic, partial(self._on_input, index), qos, callback_group=group)
+    def _ensure_resolver(self) -> None:
+        """The tf2 listener, made the first time a target frame is asked for."""
+        if self._resolver is None:
+            try:
+                self._resolver = TargetFrameResolver(self, self._params.tf_timeout_s)
+            except RuntimeError as error:
+                raise ConfigurationError(str(error)) from error
 
     # ---- callbacks (cheap: they only store messages) ------------------------------------------------
 
-    def _count_input(self, index: int, msg: Any) -> None:
-        """Count one message of input ``index`` (for the "inputs do not synchronize" warning)."""
-        self._stats.input_received(INPUT_TOPICS[index][0])
-
-    def _on_input(self, index: int, msg: Any) -> None:
-        """One camera message for the package's own synchronizer; returns nothing."""
-        self._count_input(index, msg)
-        self._synchronizer.add(index, conversions.stamp_to_ns(msg.header.stamp), msg)
-
     def _on_synchronized(self, rgb: Image, depth: Image, camera_info: CameraInfo) -> None:
-        """A synchronized set: kept for ``~/query`` and handed to the worker (replacing an untaken one)."""
+        """A synchronized set: kept for ``~/query``, offered to ``~/perceive`` goals and the worker."""
         self._stats.count("frames_in")
         if rgb.header.frame_id != depth.header.frame_id:
             self.get_logger().warning(
@@ -385,59 +271,70 @@ class PerceptionNode(Node):
         frame = Frame(rgb, depth, camera_info, conversions.stamp_to_ns(rgb.header.stamp))
         with self._frame_lock:
             self._latest_frame = frame
+        self._perceive.offer(frame)
+        worker = self._worker
         if not self._instruction:
             self._stats.count("dropped_idle")
-        elif self._slot.put(frame):
-            self._stats.count("dropped_replaced")
+        elif worker is not None:
+            worker.offer(frame)
 
     def _on_instruction(self, msg: String) -> None:
-        """A new sticky instruction; empty or whitespace stops processing. Returns nothing."""
+        """A new sticky instruction (kept in every state); empty or whitespace stops processing."""
         full_text = msg.data.strip()
         text = full_text[:MAX_INSTRUCTION_CHARS]
         if text == self._instruction:  # the same instruction again (ros2 topic pub repeats it): nothing to do
             return
         if len(full_text) > MAX_INSTRUCTION_CHARS:
-            self.get_logger().warning(f"instruction of {len(full_text)} characters truncated to {MAX_INSTRUCTION_CHARS}")
+            self.get_logger().warning(
+                f"instruction of {len(full_text)} characters truncated to {MAX_INSTRUCTION_CHARS}"
+            )
         self._instruction = text
         with self._frame_lock:
             frame = self._latest_frame
+        worker, outputs = self._worker, self._outputs
         if text:
             self.get_logger().info(f"instruction: {text!r}")
-            if frame is not None:  # answer on the newest frame now rather than on the next one
-                self._slot.put(frame)
+            if frame is not None and worker is not None:  # answer on the newest frame now, not on the next one
+                worker.offer(frame)
             return
         self.get_logger().info("empty instruction: processing stopped until the next instruction")
-        if frame is not None:
-            self._markers_pub.publish(conversions.delete_all_markers(frame.rgb.header))
+        if frame is not None and outputs is not None and self.is_active():
+            outputs.clear_markers(Header(frame_id=self._params.target_frame or frame.rgb.header.frame_id,
+                                         stamp=frame.rgb.header.stamp))
 
     def _on_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
         """Run the model once on the newest synchronized frame with ``request.instruction``.
 
-        Returns the response: ``success`` False and a ``message`` when there is no frame or no
-        instruction, the frame cannot be processed, or no valid depth lies under the interaction point.
+        Returns the response: ``success`` False and a ``message`` when the node is not active, there is no
+        frame or no instruction, the frame cannot be processed, no transform to ``target_frame`` is known,
+        or no valid depth lies under the interaction point.
         """
         text = request.instruction.strip()[:MAX_INSTRUCTION_CHARS]
         with self._frame_lock:
             frame = self._latest_frame
-        if not text:
-            response.success, response.message = False, "empty instruction"
+        response.success = False
+        if not self.is_active():
+            response.message = f"the node is not active (lifecycle state: {self._state}): activate it first"
+        elif not text:
+            response.message = "empty instruction"
         elif frame is None:
-            response.success = False
             response.message = "no synchronized RGB, depth and camera_info frame received yet"
         else:
             try:
-                _, prediction = self._infer(frame, text)
+                output = self._run_frame(frame, text)
             except ValueError as error:  # BadFrame, or the Predictor's own check of shapes and K
-                response.success, response.message = False, f"bad frame: {error}"
+                response.message = f"bad frame: {error}"
+            except TransformUnavailable as error:
+                response.message = str(error)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()  # give the worker's next frame a chance
-                response.success, response.message = False, "out of GPU memory: the query was not answered"
+                response.message = "out of GPU memory: the query was not answered"
             except Exception as error:  # a failed query must not take the service down
-                response.success, response.message = False, f"inference failed: {type(error).__name__}: {error}"
+                response.message = f"inference failed: {type(error).__name__}: {error}"
             else:
-                response.result = conversions.prediction_to_result(prediction, frame.rgb.header, text)
-                response.success = prediction.valid_3d
-                if not prediction.valid_3d:
+                response.result = output.result()
+                response.success = output.prediction.valid_3d
+                if not output.prediction.valid_3d:
                     response.message = "no valid depth at the interaction point: only the mask is meaningful"
         return response
 
@@ -445,7 +342,7 @@ class PerceptionNode(Node):
         """Once a second: log the pipeline figures (debug) and publish them on /diagnostics."""
         snapshot = self._stats.snapshot()
         self.get_logger().debug(snapshot.summary())
-        if snapshot.unsynchronized():
+        if self.is_active() and snapshot.unsynchronized():
             received = ", ".join(f"{n} on {self.resolve_topic_name(t)}" for t, n in snapshot.window_inputs.items())
             self.get_logger().warning(
                 f"inputs arrive but do not synchronize (last {snapshot.window_s:.1f} s: {received}): check "
@@ -455,135 +352,90 @@ class PerceptionNode(Node):
             )
         status = to_diagnostic_status(
             snapshot, f"{self.get_name()}: affordance perception", self.get_fully_qualified_name(),
-            processing=bool(self._instruction),
+            processing=bool(self._instruction), lifecycle_state=self._state,
         )
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         publish_or_warn(self._diagnostics_pub, array, self.get_logger())
 
-    # ---- worker -------------------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        """Worker thread: run the model on the newest fresh frame while an instruction is set."""
-        min_period_s = 1.0 / self._params.max_rate_hz if self._params.max_rate_hz > 0 else 0.0
-        next_start = time.monotonic()
-        while not self._stop.is_set():
-            if self._stop.wait(max(next_start - time.monotonic(), 0.0)):
-                break
-            frame = self._slot.take(timeout_s=0.5)
-            instruction = self._instruction
-            if frame is None:
-                continue
-            if not instruction:
-                self._stats.count("dropped_idle")
-                continue
-            age_s = (self.get_clock().now().nanoseconds - frame.stamp_ns) * 1e-9
-            if 0.0 < self._params.max_frame_age_s < age_s:
-                self._stats.count("dropped_stale")
-                self.get_logger().warning(
-                    f"dropping frames older than max_frame_age_s = {self._params.max_frame_age_s} s "
-                    f"(this one: {age_s:.2f} s)",
-                    throttle_duration_sec=_LOG_THROTTLE_S,
-                )
-                continue
-            next_start = time.monotonic() + min_period_s
-            self._process(frame, instruction)
+    # ---- the model on one frame ---------------------------------------------------------------------
 
     def _process(self, frame: Frame, instruction: str) -> None:
-        """Run the model on one frame and publish; any failure drops this frame only."""
+        """The worker's step: run the model on one frame and publish; any failure drops this frame only."""
         try:
             if instruction != self._encoded_instruction:
                 with self._predictor_lock:
-                    self._predictor.set_instruction(instruction)
+                    self._loaded_predictor().set_instruction(instruction)
                 self._encoded_instruction = instruction
                 self._stats.count("instructions_set")
-            decoded, prediction = self._infer(frame, instruction)
-            self._publish(frame, decoded, instruction, prediction)
+            output = self._run_frame(frame, instruction)
+            outputs = self._outputs
+            if outputs is None:  # cleaned up meanwhile
+                return
+            outputs.publish(output, self._params, self.get_logger())
+            latency_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) * 1e-6
+            self._stats.processed(latency_ms, output.prediction.timings["total"])
+        except TransformUnavailable as error:
+            self._stats.count("dropped_no_transform")
+            self.get_logger().warning(f"skipping frame: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
         except ValueError as error:  # BadFrame, or the Predictor's own check of shapes and K
             self._stats.count("bad_frames")
-            if self._first_in_while(text := f"skipping frame: {error}"):
+            if self._throttle.first_in_while(text := f"skipping frame: {error}"):
                 self.get_logger().warning(text)
         except torch.cuda.OutOfMemoryError:
             self._stats.count("failed_frames")
             torch.cuda.empty_cache()
-            if self._first_in_while(text := "out of GPU memory: frame dropped"):
+            if self._throttle.first_in_while(text := "out of GPU memory: frame dropped"):
                 self.get_logger().error(text)
         except Exception as error:  # one failed frame must not stop the node
             if not self.context.ok():  # Ctrl-C shut ROS down while this frame was being processed
                 return
             self._stats.count("failed_frames")
-            if self._first_in_while(text := f"inference failed, frame dropped: {type(error).__name__}: {error}"):
+            text = f"inference failed, frame dropped: {type(error).__name__}: {error}"
+            if self._throttle.first_in_while(text):
                 self.get_logger().error(text)
 
-    def _infer(self, frame: Frame, instruction: str) -> tuple[DecodedFrame, AffordancePrediction]:
-        """Decode the frame and run the model under the model lock (worker and ~/query share it)."""
-        decoded = decode_frame(frame, self._params.min_depth_m, self._params.max_depth_m)
+    def _run_frame(self, frame: Frame, instruction: str) -> FrameOutput:
+        """The model's output on one frame, in the output frame (worker, ``~/query`` and ``~/perceive``)."""
+        params = self._params
+        decoded, prediction = self._infer(frame, instruction, params)
+        return to_output_frame(frame.rgb.header, decoded, prediction, instruction, params.target_frame,
+                               self._resolver)
+
+    def _infer(
+        self, frame: Frame, instruction: str, params: PerceptionParams
+    ) -> tuple[DecodedFrame, AffordancePrediction]:
+        """Decode the frame and run the model under the model lock."""
+        decoded = decode_frame(frame, params.min_depth_m, params.max_depth_m)
         with self._predictor_lock:
-            return decoded, self._predictor(decoded.rgb, decoded.depth_m, instruction, decoded.K)
+            return decoded, self._loaded_predictor()(decoded.rgb, decoded.depth_m, instruction, decoded.K)
 
-    def _publish(
-        self, frame: Frame, decoded: DecodedFrame, instruction: str, prediction: AffordancePrediction
-    ) -> None:
-        """Publish every output of one prediction with the RGB image's header."""
-        header = frame.rgb.header
-        mask = conversions.numpy_to_image(prediction.mask, "mono8", header)
-        self._mask_pub.publish(mask)
-        if self._debug_pub is not None and self._debug_pub.get_subscription_count() > 0:  # drawn only when watched
-            overlay = draw_overlay(
-                decoded.rgb, prediction, decoded.K, instruction, self._params.axis_marker_length_m
-            )
-            self._debug_pub.publish(conversions.numpy_to_image(overlay, "rgb8", header))
-        if prediction.valid_3d:
-            self._pose_pub.publish(conversions.prediction_to_pose(prediction, header))
-            self._axis_pub.publish(
-                conversions.prediction_to_axis_marker(prediction, header, self._params.axis_marker_length_m)
-            )
-            self._path_pub.publish(conversions.prediction_to_path(prediction, header))
-            self._markers_pub.publish(
-                conversions.prediction_to_markers(prediction, header, instruction, self._params.axis_marker_length_m)
-            )
-            self._result_pub.publish(conversions.prediction_to_result(prediction, header, instruction, mask))
-        else:
-            self.get_logger().warning(
-                "no valid depth at the predicted interaction point: published the mask only",
-                throttle_duration_sec=_LOG_THROTTLE_S,
-            )
-        latency_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) * 1e-6
-        self._stats.processed(latency_ms, prediction.timings["total"])
-
-    def _first_in_while(self, text: str) -> bool:
-        """True when ``text`` was not logged in the last ``_LOG_THROTTLE_S``: a throttle per distinct
-        text, so each kind of bad input gets its own line and a stream of bad frames does not flood."""
-        now = time.monotonic()
-        if now - self._last_logged.get(text, -_LOG_THROTTLE_S) < _LOG_THROTTLE_S:
-            return False
-        if len(self._last_logged) > 100:
-            self._last_logged.clear()
-        self._last_logged[text] = now
-        return True
+    def _loaded_predictor(self) -> Predictor:
+        if self._predictor is None:
+            raise RuntimeError(f"the model is not loaded (lifecycle state: {self._state})")
+        return self._predictor
 
     def destroy_node(self) -> None:
-        """Stop the worker (it finishes its frame), then destroy the node."""
-        self._stop.set()
-        self._slot.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10.0)
-        logging.getLogger("segaff_core").removeHandler(self._core_log_handler)
+        """Stop the worker (it finishes its frame), free the model, then destroy the node."""
+        self._stop_processing()
+        self._free_configuration()
+        if self._perceive is not None:
+            self._perceive.destroy()
+            self._perceive = None
+        self._log_forwarding.close()
         super().destroy_node()
 
 
 def main(args: Optional[list[str]] = None) -> int:
-    """Run the node until Ctrl-C or shutdown; 1 when it cannot start (the reason is logged)."""
+    """Run the node until Ctrl-C or shutdown."""
     rclpy.init(args=args)
     node: Optional[PerceptionNode] = None
     try:
         node = PerceptionNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        node.autostart()
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
         executor.spin()
-    except StartupError as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {error}")
-        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except _rclpy.RCLError:

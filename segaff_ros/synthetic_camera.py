@@ -9,6 +9,10 @@ and smoothly about that part's handle: a figure of eight of ``orbit_amplitude_de
 (:class:`segaff_core.synth.camera.Orbit`), in ``orbit_steps`` viewpoints per period, each rendered when
 first needed and then reused.
 
+With ``parent_frame`` set, the camera also publishes the static transform ``parent_frame`` -> ``frame_id``
+(:mod:`segaff_ros.static_transform`): a camera ``camera_height_m`` above the parent frame's origin, looking
+along its +x, pitched down by ``camera_pitch_deg`` (the demo's ``base_link``).
+
 With ``publish_instruction`` the camera publishes ``target_instruction`` on ``instruction`` once a second
 (or, without one, the description of the part it sways about), so the perception node has something to do
 without a user.
@@ -37,6 +41,7 @@ from segaff_core.synth.camera import Orbit
 from segaff_core.synth.sample import SceneSample, SceneViews, find_scene, scene_views
 from segaff_ros import conversions
 from segaff_ros.publishing import publish_or_warn
+from segaff_ros.static_transform import StaticTransformPublisher, optical_frame_rotation, transform_msg
 
 NODE_NAME = "synthetic_camera"
 AUTO_SEED = -1
@@ -105,6 +110,17 @@ class SyntheticCamera(Node):
             "publish_instruction", False,
             "publish target_instruction (or a visible part's description) on 'instruction' once a second",
         )
+        parent_frame: str = self._declare(
+            "parent_frame", "", "publish the static transform parent_frame -> frame_id ('' = none)"
+        )
+        height_m: float = self._declare(
+            "camera_height_m", 1.0, "height of the camera above parent_frame's origin, m",
+            floating_point_range=[FloatingPointRange(from_value=-100.0, to_value=100.0)],
+        )
+        pitch_deg: float = self._declare(
+            "camera_pitch_deg", 15.0, "downward pitch of the camera, looking along parent_frame's +x, degrees",
+            floating_point_range=[FloatingPointRange(from_value=-90.0, to_value=90.0)],
+        )
         if self._depth_encoding not in _DEPTH_ENCODINGS:
             raise ValueError(
                 f"parameter 'depth_encoding' is {self._depth_encoding!r}: expected one of {_DEPTH_ENCODINGS}"
@@ -122,6 +138,11 @@ class SyntheticCamera(Node):
         self._depth_pub: Publisher = self.create_publisher(Image, "depth/image", qos)
         self._info_pub: Publisher = self.create_publisher(CameraInfo, "rgb/camera_info", qos)
         self._instruction_pub: Publisher = self.create_publisher(String, "instruction", 10)
+        self._static_transform: Optional[StaticTransformPublisher] = None
+        if parent_frame:
+            transform = transform_msg(parent_frame, self._frame_id, np.array([0.0, 0.0, height_m]),
+                                      optical_frame_rotation(math.radians(pitch_deg)), self)
+            self._static_transform = StaticTransformPublisher(self, transform)
         self._frame_timer: Timer = self.create_timer(1.0 / rate_hz, self._on_frame_timer)
         self._instruction_timer: Optional[Timer] = (
             self.create_timer(1.0, self._on_instruction_timer) if publish_instruction else None

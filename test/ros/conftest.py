@@ -43,21 +43,26 @@ def _centre_mask_logits(model: Any) -> None:
 
 @pytest.fixture
 def node_in_process(small_checkpoint: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The perception node built in this process under the namespace ``/in_process`` (own context; its
-    worker thread runs, its callbacks are never spun). Extra parameters: ``@pytest.mark.node_parameters(name=value)``."""
+    """The perception node built in this process under the namespace ``/in_process`` (own context), configured
+    and activated by the fixture (``autostart`` false): its worker thread runs, its callbacks are never spun.
+    Extra parameters: ``@pytest.mark.node_parameters(name=value)``."""
     import rclpy
     from rclpy.parameter import Parameter
 
     from segaff_ros.perception_node import PerceptionNode
 
     marker = request.node.get_closest_marker("node_parameters")
+    from rclpy.lifecycle import TransitionCallbackReturn
+
     values = {"checkpoint": str(small_checkpoint), "device": "cpu", "input_height": 64, "input_width": 64,
-              **(marker.kwargs if marker else {})}
+              "backend": "torch", "autostart": False, **(marker.kwargs if marker else {})}
     context = rclpy.Context()
     rclpy.init(context=context)
     node = PerceptionNode(context=context, namespace="in_process",
                           parameter_overrides=[Parameter(name, value=value) for name, value in values.items()])
     try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         yield node
     finally:
         node.destroy_node()

@@ -20,7 +20,8 @@ from segaff_ros import processes
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE = "/segaff_perception"
 #: The perception node's publications (under its name), INTERFACE.md's table.
-OUTPUT_TOPICS = ("mask", "interaction_pose", "axis_marker", "trajectory", "markers", "result", "debug_image")
+OUTPUT_TOPICS = ("mask", "interaction_pose", "axis_marker", "trajectory", "markers", "result", "debug_image",
+                 "part_points")
 DIAGNOSTIC_NAME = "segaff_perception: affordance perception"
 
 
@@ -184,7 +185,7 @@ class Probe:
         from nav_msgs.msg import Path as PathMsg
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
         from std_msgs.msg import String
         from visualization_msgs.msg import Marker, MarkerArray
 
@@ -206,7 +207,7 @@ class Probe:
         self.received["diagnostics"] = []
         types = {
             "mask": Image, "interaction_pose": PoseStamped, "axis_marker": Marker, "trajectory": PathMsg,
-            "markers": MarkerArray, "result": AffordanceResult, "debug_image": Image,
+            "markers": MarkerArray, "result": AffordanceResult, "debug_image": Image, "part_points": PointCloud2,
         }
         for topic, msg_type in types.items():
             self.node.create_subscription(msg_type, f"{NODE}/{topic}", self._recorder(topic), 10)
@@ -238,7 +239,7 @@ class Probe:
         return self.node.get_clock().now().nanoseconds
 
     def wait_for_perception_node(self, timeout_s: float = 120.0) -> bool:
-        """True once the perception node subscribes to every input (i.e. its model is loaded)."""
+        """True once the perception node subscribes to every input (i.e. it is active: its model is loaded)."""
         publishers = [*self.publishers.values(), self.instruction_pub]
         return bool(wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers), timeout_s))
 

@@ -99,13 +99,15 @@ def test_demo_writes_the_overlay_and_the_result(small_checkpoint: Path, tmp_path
     assert f"scene {run['scene_seed']}: viewpoint on" in (out / "camera.log").read_text()
 
 
-def test_a_node_that_dies_fails_the_demo_with_its_log(small_checkpoint: Path, tmp_path: Path) -> None:
+def test_a_node_that_cannot_configure_fails_the_demo_with_its_log(small_checkpoint: Path, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint" * 64)
+    started = time.monotonic()
     completed = _run_demo(garbage, tmp_path / "demo", "--timeout", str(TIMEOUT_S))
     assert completed.returncode == demo.EXIT_FAILED, completed.stderr
-    assert "the perception node exited (code 1)" in completed.stderr, completed.stderr
-    assert "cannot start: cannot load checkpoint" in completed.stderr, "the node's log tail is missing"
+    assert "the perception node could not be configured" in completed.stderr, completed.stderr
+    assert "configure failed: cannot load checkpoint" in completed.stderr, "the node's log tail is missing"
+    assert time.monotonic() - started < TIMEOUT_S, "the demo waited for its timeout instead of the node's reason"
     assert "Traceback" not in completed.stderr
     _assert_children_gone(completed.stderr)
     assert not (tmp_path / "demo" / "result.json").exists()

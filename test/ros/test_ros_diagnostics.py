@@ -72,3 +72,26 @@ def test_status_levels() -> None:
     unsynced = to_diagnostic_status(snapshot, "perception", "hw", processing=True)
     assert unsynced.level == DiagnosticStatus.WARN
     assert "rgb/camera_info: 0" in unsynced.message and "do not synchronize" in unsynced.message
+
+
+def test_a_node_that_is_not_active_reports_its_lifecycle_state_and_its_totals() -> None:
+    clock = FakeClock()
+    stats = PipelineStats(["rgb/image"], clock=clock)
+    stats.count("bad_frames")
+    stats.count("dropped_no_transform")
+    clock.now += 1.0
+    status = to_diagnostic_status(stats.snapshot(), "perception", "hw", processing=True, lifecycle_state="inactive")
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.OK and status.message == "inactive (not processing)"
+    assert (values["lifecycle_state"], values["bad_frames"], values["dropped_no_transform"]) == ("inactive", "1", "1")
+
+
+def test_frames_without_a_transform_warn() -> None:
+    clock = FakeClock()
+    stats = PipelineStats(["rgb/image"], clock=clock)
+    stats.count("frames_in")
+    stats.count("dropped_no_transform")
+    clock.now += 1.0
+    status = to_diagnostic_status(stats.snapshot(), "perception", "hw", processing=True)
+    assert status.level == DiagnosticStatus.WARN and "1 frames skipped without a transform" in status.message
+    assert {kv.key: kv.value for kv in status.values}["lifecycle_state"] == "active"

@@ -21,7 +21,8 @@ import torch  # noqa: E402
 from ros_helpers import FrameSpec, NodeProcess, Probe, wait_until  # noqa: E402
 from segaff_msgs.srv import Query  # noqa: E402
 from segaff_ros.conversions import stamp_to_ns  # noqa: E402
-from segaff_ros.perception_node import Frame, PerceptionNode  # noqa: E402
+from segaff_ros.frame_input import Frame  # noqa: E402
+from segaff_ros.perception_node import PerceptionNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

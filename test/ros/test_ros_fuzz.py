@@ -31,7 +31,7 @@ from ros_helpers import FrameSpec, FrameStream, NodeProcess, Probe, intrinsics, 
 from segaff_core.inference import check_depth_size, check_intrinsics  # noqa: E402
 from segaff_core.text import tokenize  # noqa: E402
 from segaff_ros import conversions  # noqa: E402
-from segaff_ros.perception_node import BadFrame, Frame, decode_frame  # noqa: E402
+from segaff_ros.frame_input import BadFrame, Frame, decode_frame  # noqa: E402
 from segaff_ros.synchronizer import ApproximateTimeSynchronizer  # noqa: E402
 
 pytestmark = pytest.mark.ros

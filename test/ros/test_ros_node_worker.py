@@ -12,8 +12,9 @@ pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 pytest.importorskip("segaff_msgs.msg", reason="segaff_msgs is not built (scripts/setup.sh builds it)")
 
 from ros_helpers import FrameSpec, wait_until  # noqa: E402
-from segaff_ros import perception_node  # noqa: E402
-from segaff_ros.perception_node import Frame, PerceptionNode  # noqa: E402
+from segaff_ros import outputs  # noqa: E402
+from segaff_ros.frame_input import Frame  # noqa: E402
+from segaff_ros.perception_node import PerceptionNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -34,8 +35,8 @@ def test_debug_overlay_is_drawn_only_while_someone_subscribes(
 
     node = node_in_process
     drawn: list[int] = []
-    draw = perception_node.draw_overlay
-    monkeypatch.setattr(perception_node, "draw_overlay", lambda *args: drawn.append(1) or draw(*args))
+    draw = outputs.draw_overlay
+    monkeypatch.setattr(outputs, "draw_overlay", lambda *args: drawn.append(1) or draw(*args))
 
     node._process(fresh_frame(node), INSTRUCTION)
     assert node._stats.snapshot().frames_processed == 1
@@ -43,7 +44,7 @@ def test_debug_overlay_is_drawn_only_while_someone_subscribes(
 
     received: list[Any] = []
     node.create_subscription(Image, "~/debug_image", received.append, 1)
-    assert wait_until(lambda: node._debug_pub.get_subscription_count() > 0, 10.0)
+    assert wait_until(lambda: node._outputs.debug_image.get_subscription_count() > 0, 10.0)
     node._process(fresh_frame(node), INSTRUCTION)
     assert drawn == [1]
 
@@ -60,7 +61,7 @@ def test_max_rate_hz_spaces_model_runs_in_wall_time(
 
     def feed() -> None:  # a 50 Hz camera: always a fresh frame waiting
         while not stop.is_set():
-            node._slot.put(fresh_frame(node))
+            node._worker.slot.put(fresh_frame(node))
             time.sleep(0.02)
 
     feeder = threading.Thread(target=feed)

@@ -24,6 +24,9 @@ class _StubNode(Node):
     def __init__(self) -> None:
         super().__init__("segaff_shutdown_stub")
 
+    def autostart(self) -> bool:
+        return False
+
     def destroy_node(self) -> None:
         type(self).destroyed += 1
         super().destroy_node()
