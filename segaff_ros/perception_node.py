@@ -15,6 +15,7 @@ Threads: the executor's callbacks only store messages. The worker runs the model
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 import threading
 import time
@@ -443,6 +444,9 @@ def main(args: Optional[list[str]] = None) -> int:
             raise
         # Ctrl-C shut the context down while the executor was building its next wait set: a normal stop.
     finally:
+        # A terminal's Ctrl-C reaches the node twice under `ros2 launch` (the process group's SIGINT, then the
+        # one launch forwards): the second must not interrupt the clean-up half-way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

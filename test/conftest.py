@@ -7,13 +7,14 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from segaff_core.data.opd import write_h5_depth, write_h5_images
 from segaff_core.data.sf3d_format import write_lmdb
@@ -39,6 +40,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 _CACHE_HOME = pytest.StashKey[str]()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """torch's intra-op thread count is process-wide: a test that sets it (a Predictor or an in-process node
+    with ``threads``) must not change the numerics of the tests after it."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _subset(coco: dict[str, Any]) -> dict[str, Any]:
