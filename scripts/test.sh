@@ -28,10 +28,24 @@ else
   log "ROS 2 tools: none ($ros2_sources is absent): the tests that run them will skip"
 fi
 
-set +e
-"$venv/bin/python" -m pytest "$@"
-rc=$?
-set -e
-# pytest exits 5 when it collected no test: that is a failure of the suite, not a pass.
-[ $rc -eq 5 ] && echo "no tests were collected" >&2
+run_pytest() {
+  set +e
+  "$venv/bin/python" -m pytest "$@"
+  local rc=$?
+  set -e
+  # pytest exits 5 when it collected no test: that is a failure of the suite, not a pass.
+  [ $rc -eq 5 ] && echo "no tests were collected" >&2
+  return $rc
+}
+
+if [ $# -gt 0 ]; then
+  run_pytest "$@"
+  exit $?
+fi
+# The whole suite: the synthetic-data tests in a process of their own. In one process, writing an OPD
+# HDF5 file after h5py and the OpenVINO / ONNX Runtime back-ends were loaded crashed (SIGSEGV in
+# test_synth.py::test_same_seed_same_bytes[opd] after test_data_opd.py and test_runtimes.py; see docs/RELIABILITY.md).
+rc=0
+run_pytest --ignore=test/test_synth.py || rc=$?
+run_pytest test/test_synth.py || rc=$?
 exit $rc

@@ -85,7 +85,8 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     if encoding in COLOR_ENCODINGS:
         channels, rgb_order = COLOR_ENCODINGS[encoding]
         pixels = _image_array(msg, np.dtype(np.uint8), channels)
-        return np.ascontiguousarray(pixels[:, :, list(rgb_order)])
+        colour = pixels[:, :, :3] if rgb_order == (0, 1, 2) else pixels[:, :, 2::-1]  # views, no gather
+        return np.ascontiguousarray(colour)  # rgb8: the message's buffer itself, no copy
     if encoding in DEPTH_ENCODINGS:
         type_code, to_metres = DEPTH_ENCODINGS[encoding]
         raw = _image_array(msg, np.dtype(byte_order + type_code), 1)[:, :, 0]
