@@ -86,18 +86,25 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 
 def test_the_launch_file_wires_the_node_to_the_realsense_topics(running: Running) -> None:
-    info = running.workspace.check(f"ros2 node info {NO_DAEMON} {NODE}")
-    sections = dict(re.findall(r"^  (\w[\w ]*):\n((?:    .*\n?)*)", info, re.MULTILINE))
-    subscribers = sections["Subscribers"]
-    for topic in ("/camera/color/image_raw: sensor_msgs/msg/Image",
-                  "/camera/aligned_depth_to_color/image_raw: sensor_msgs/msg/Image",
-                  "/camera/color/camera_info: sensor_msgs/msg/CameraInfo",
-                  "/segaff/instruction: std_msgs/msg/String"):
-        assert topic in subscribers, info
-    for output, msg_type in OUTPUT_TYPES.items():
-        assert f"{NODE}/{output}: {msg_type}" in sections["Publishers"], info
-    assert f"{NODE}/query: segaff_msgs/srv/Query" in sections["Service Servers"], info
-    assert f"{NODE}/perceive: segaff_msgs/action/Perceive" in sections["Action Servers"], info
+    expected = {
+        "Subscribers": ["/camera/color/image_raw: sensor_msgs/msg/Image",
+                        "/camera/aligned_depth_to_color/image_raw: sensor_msgs/msg/Image",
+                        "/camera/color/camera_info: sensor_msgs/msg/CameraInfo",
+                        "/segaff/instruction: std_msgs/msg/String"],
+        "Publishers": [f"{NODE}/{output}: {msg_type}" for output, msg_type in OUTPUT_TYPES.items()],
+        "Service Servers": [f"{NODE}/query: segaff_msgs/srv/Query"],
+        "Action Servers": [f"{NODE}/perceive: segaff_msgs/action/Perceive"],
+    }
+    # Without a daemon, `ros2 node info` reports what discovery found while it spun; on a loaded machine a
+    # node's subscriptions and services can arrive after its publishers. A user asks again; so does the test.
+    for _ in range(5):
+        info = running.workspace.check(f"ros2 node info {NO_DAEMON} {NODE}")
+        sections = dict(re.findall(r"^  (\w[\w ]*):\n((?:    .*\n?)*)", info, re.MULTILINE))
+        missing = [entry for section, entries in expected.items() for entry in entries
+                   if entry not in sections.get(section, "")]
+        if not missing:
+            return
+    raise AssertionError(f"missing from `ros2 node info` after 5 tries: {missing}\n{info}")
 
 
 def test_the_node_logs_its_start_once_on_message_filters(running: Running) -> None:
