@@ -101,6 +101,57 @@ def axis_error_deg(pred_axis: np.ndarray, gt_axis: np.ndarray) -> float:
     return min(angle, 180.0 - angle)
 
 
+def opening_velocity(motion_type: int, axis: np.ndarray, start: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Direction (3,) in which the handle at ``start`` moves when the part opens positively about ``axis``:
+    the axis itself (translation) or ``axis x (start - origin)`` (rotation, right-handed)."""
+    axis = np.asarray(axis, np.float64)
+    if int(motion_type) != _ROTATION:
+        return axis
+    return np.cross(axis, np.asarray(start, np.float64) - np.asarray(origin, np.float64))
+
+
+def axis_in_opening_sense(
+    motion_type: int, axis: np.ndarray, origin: np.ndarray, trajectory: np.ndarray
+) -> np.ndarray:
+    """``axis`` with the project's sign convention, read off a ground-truth ``trajectory`` (T, 3) of the
+    handle: translation, the opening direction; rotation, the right-hand sense of opening (the handle's
+    chord ``end - start`` has a non-negative component along ``axis x (start - origin)`` for any opening
+    angle up to 180 degrees). Returned unchanged when the trajectory does not move."""
+    trajectory = np.asarray(trajectory, np.float64)
+    axis = np.asarray(axis, np.float64)
+    chord = trajectory[-1] - trajectory[0]
+    return -axis if opening_velocity(motion_type, axis, trajectory[0], origin) @ chord < 0 else axis
+
+
+def signed_axis_error_deg(pred_axis: np.ndarray, gt_axis: np.ndarray) -> float:
+    """Angle in degrees (0-180) between two axes, sign-aware: an axis pointing the other way is 180 off;
+    90 for a zero axis."""
+    pred_axis, gt_axis = np.asarray(pred_axis, np.float64), np.asarray(gt_axis, np.float64)
+    norms = np.linalg.norm(pred_axis) * np.linalg.norm(gt_axis)
+    if norms < 1e-12:
+        return 90.0
+    return math.degrees(math.acos(float(np.clip(pred_axis @ gt_axis / norms, -1.0, 1.0))))
+
+
+def axis_flipped(pred_axis: np.ndarray, gt_axis: np.ndarray) -> bool:
+    """Whether ``pred_axis`` points against ``gt_axis`` (more than 90 degrees apart): the flip rate's event."""
+    return bool(np.asarray(pred_axis, np.float64) @ np.asarray(gt_axis, np.float64) < 0)
+
+
+def trajectory_endpoint_error(pred_trajectory: np.ndarray, gt_trajectory: np.ndarray) -> float:
+    """Distance (metres) between the last points of two absolute trajectories (T, 3): where the hand ends."""
+    return float(np.linalg.norm(np.asarray(pred_trajectory, np.float64)[-1] - np.asarray(gt_trajectory, np.float64)[-1]))
+
+
+def trajectory_roughness(trajectory: np.ndarray) -> float:
+    """Mean norm (metres) of the second difference of a trajectory (T, 3): 0 for evenly spaced points on a
+    line, small for a smooth arc, large for a jagged path; NaN with fewer than 3 points."""
+    trajectory = np.asarray(trajectory, np.float64)
+    if len(trajectory) < 3:
+        return math.nan
+    return float(np.linalg.norm(np.diff(trajectory, n=2, axis=0), axis=1).mean())
+
+
 def origin_error_opd(
     pred_origin: np.ndarray, gt_origin: np.ndarray, gt_axis: np.ndarray, diameter: float
 ) -> float:

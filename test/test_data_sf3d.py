@@ -35,7 +35,8 @@ def test_record_round_trip_and_numpy_fields():
     [({"motion_type": "slide"}, "motion_type"), ({"intrinsics": [[1, 0], [0, 1]]}, "intrinsics"),
      ({"trajectory_3d_camera_coords": [[0, 0, float("nan")]]}, "trajectory_3d_camera_coords"),
      ({"description": ""}, "description"), ({"interaction_pixel": [1, 2, 3]}, "interaction_pixel"),
-     ({"image_size": [480.5, 640]}, "image_size")],
+     ({"image_size": [480.5, 640]}, "image_size"), ({"object_diameter_m": 0.0}, "object_diameter_m"),
+     ({"object_diameter_m": "1 m"}, "object_diameter_m")],
 )
 def test_decode_rejects_bad_fields_naming_key_and_field(change, field):
     data = json.dumps({**sf3d_record(0), **change}).encode()

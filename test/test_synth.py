@@ -396,6 +396,8 @@ def test_sf3d_format_reads_back(tmp_path: Path) -> None:
         assert bool(sample["has_trajectory"])
         np.testing.assert_allclose(sample["trajectory"].numpy(), part.trajectory - part.trajectory[0], atol=2e-5)
         np.testing.assert_allclose(sample["point_3d"].numpy(), part.handle_3d, atol=1e-5)
+        # the object's size, which the origin metrics are normalised by
+        assert float(sample["diameter"]) == pytest.approx(part.furniture_diameter_m, abs=1e-5)
     assert not keys["train"] & (keys["valid"] | keys["test"])
 
 

@@ -20,7 +20,7 @@ from segaff_core.data.common import (
     safe_join,
     unit_vector,
 )
-from segaff_core.data.sf3d_format import MOTION_TYPES, decode_record, read_metadata, read_raw
+from segaff_core.data.sf3d_format import MOTION_TYPES, OBJECT_DIAMETER_FIELD, decode_record, read_metadata, read_raw
 from segaff_core.geometry import pixel_to_normalised, resample_polyline
 
 log = logging.getLogger(__name__)
@@ -185,5 +185,5 @@ class SF3DDataset(AffordanceDataset):
             has_trajectory=True,
             description=record["description"],
             image_id=record["rgb_path"],
-            diameter=0.0,
+            diameter=float(record.get(OBJECT_DIAMETER_FIELD) or 0.0),  # 0: unknown
         )

@@ -38,6 +38,9 @@ _OPTIONAL_ARRAY_FIELDS: dict[str, tuple[Optional[int], ...]] = {
     "interaction_pixel": (2,),
 }
 _STRING_FIELDS = ("rgb_path", "depth_path", "description")
+OBJECT_DIAMETER_FIELD = "object_diameter_m"
+"""Optional: the size (bounding-box diagonal, metres) of the object the part belongs to; the origin metrics
+are normalised by it (the project's generator writes it; SceneFun3D's own annotations have none)."""
 _COMMIT_EVERY = 1000
 _ENVIRONMENTS: dict[str, tuple[int, lmdb.Environment]] = {}  # resolved path -> (pid, environment)
 
@@ -75,6 +78,11 @@ def validate_record(record: Any, key: str) -> dict[str, Any]:
     for field, shape in _OPTIONAL_ARRAY_FIELDS.items():
         if record.get(field) is not None:
             _check_array(record[field], shape, field, key)
+    diameter = record.get(OBJECT_DIAMETER_FIELD)
+    if diameter is not None and (isinstance(diameter, bool) or not isinstance(diameter, (int, float))
+                                 or not np.isfinite(diameter) or diameter <= 0):
+        raise DatasetError(f"record {key!r}: field {OBJECT_DIAMETER_FIELD!r} must be a positive number of metres, "
+                           f"got {diameter!r}")
     height, width = record["image_size"]
     if int(height) != height or int(width) != width or height <= 0 or width <= 0:
         raise DatasetError(f"record {key!r}: field 'image_size' must be two positive integers (H, W)")

@@ -4,7 +4,8 @@
 ``<out>/data.lmdb`` with one record per visible part under the key ``<scene>/synth/<view>/<part>``
 (schema: :mod:`segaff_core.data.sf3d_format`); the metadata lists the ``splits``. The interaction point
 is the handle; the extrinsics map world to camera. Extra record fields: ``descriptions`` (all of the
-part's instructions), ``category``, ``part_name``, ``range_max``.
+part's instructions), ``category``, ``part_name``, ``range_max`` and ``object_diameter_m``
+(the furniture piece's bounding-box diagonal: the origin metrics need it).
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class SF3DWriter:
                 "category": part.category,
                 "part_name": part.name,
                 "range_max": round(float(part.range_max), _DECIMALS),
+                "object_diameter_m": round(float(part.furniture_diameter_m), _DECIMALS),
             }
             self._records[(scene, view, part.part_id)] = (key, json.dumps(record))
 
