@@ -38,6 +38,7 @@ from segaff_core.geometry import normalised_to_pixel
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD, resize_image_tensor, resize_nearest_tensor
 from segaff_core.lifting import DEPTH_WINDOW_PX, NORMAL_RADIUS_M, lift_point
 from segaff_core.model import SegAffordanceModel, TextConditioning, fold_batchnorm
+from segaff_core.motion import publish_motion
 from segaff_core.runtimes import (
     BACKEND_CHOICES, COMPILE_MODES, BuildRequest, EngineCache, FrameRuntime, Precision, TorchOptions,
     check_precision, create_runtime,
@@ -73,9 +74,11 @@ class AffordancePrediction:
     origin: np.ndarray  # (3,) a point on the axis (rotation) or the interaction point (translation)
     motion_type: str  # "translation" | "rotation"
     motion_type_confidence: float  # softmax probability of motion_type
-    trajectory: np.ndarray  # (20, 3) absolute, first row = point_3d
+    trajectory: np.ndarray  # (20, 3) absolute, first row = point_3d: the published motion's path (segaff_core.motion)
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds
     valid_3d: bool = True  # False: no valid depth at the point, 3D fields are NaN
+    learned_trajectory: Optional[np.ndarray] = None  # (20, 3) absolute: the trajectory head's own path
+    opening_extent: float = math.nan  # metres (translation) or radians (rotation) the published path opens
 
     def to_dict(self, include_mask: bool = True) -> dict[str, Any]:
         """JSON-ready dict: arrays as (nested) lists, NaN as None; ``include_mask`` False leaves the
@@ -94,6 +97,8 @@ class AffordancePrediction:
             "trajectory": _json_list(self.trajectory),
             "timings": {name: _json_float(value) for name, value in self.timings.items()},
             "valid_3d": bool(self.valid_3d),
+            "learned_trajectory": None if self.learned_trajectory is None else _json_list(self.learned_trajectory),
+            "opening_extent": _json_float(self.opening_extent),
         }
 
 
@@ -469,16 +474,20 @@ def prediction_from_outputs(
     motion_index = int(np.argmax(host.motion_probability))
     point_3d, approach = lift_point(u, v, host.mask, depth_m, K, min_depth_m, max_depth_m)
     origin = point_3d + host.origin_offset if motion_index == 1 else point_3d.copy()
+    learned = host.trajectory - host.trajectory[:1]
+    motion = publish_motion(motion_index, host.axis, host.origin_offset, approach, learned)
     return AffordancePrediction(
         mask=host.mask,
         mask_score=host.mask_score,
         point_px=(u, v),
         point_3d=point_3d,
         approach=approach,
-        axis=host.axis / max(float(np.linalg.norm(host.axis)), 1e-12),
+        axis=motion.axis,
         origin=origin,
         motion_type=MOTION_TYPES[motion_index],
         motion_type_confidence=float(host.motion_probability[motion_index]),
-        trajectory=point_3d[None, :] + (host.trajectory - host.trajectory[:1]),
+        trajectory=point_3d[None, :] + motion.relative_trajectory,
         valid_3d=bool(np.all(np.isfinite(point_3d))),
+        learned_trajectory=point_3d[None, :] + learned,
+        opening_extent=motion.extent,
     )

@@ -186,6 +186,10 @@ class SegAffordanceModule(L.LightningModule):
             pred_origin=np.stack([p.origin for p in predictions]),
             gt_origin=batch["origin"],
             diameter=batch["diameter"],
+            pred_trajectory=np.stack([p.trajectory for p in predictions]),
+            pred_learned_trajectory=np.stack([p.learned_trajectory for p in predictions]),
+            gt_trajectory=batch["point_3d"][:, None, :] + batch["trajectory"],  # the data sets' are relative
+            has_trajectory=batch["has_trajectory"],
         )
         return outputs
 

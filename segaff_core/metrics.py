@@ -10,7 +10,11 @@ correct) by two named criteria, both normalised by the object's diameter:
 - ``seed``: distance from the predicted origin to the ground-truth origin point (the seed),
   threshold ``seed_origin_threshold``.
 
-Rates (``P_*``) are fractions of all samples. ``ERR_ADir`` and the mean origin errors average over the
+Rates (``P_*``) are fractions of all samples.
+Where the ground truth has a trajectory, its sense of opening gives the axis a sign (translation: the opening
+direction; rotation: the right-hand sense of opening): ``ERR_ADir_signed`` and ``axis_flip_rate`` judge the
+predicted axis's sign as well, and both predicted trajectories (published: generated from the motion;
+learned: the trajectory head's) are scored by endpoint error and roughness. ``ERR_ADir`` and the mean origin errors average over the
 detected samples with the right motion type (as OPD); the point error averages over all samples.
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -51,6 +55,15 @@ class SampleResult:
     origin_error_seed: float
     origin_correct_opd: bool
     origin_correct_seed: bool
+    # Where the ground truth has a trajectory (NaN / False otherwise): the axis against the ground truth's
+    # in the opening sense, and both predicted trajectories (absolute, metres) against the ground truth's.
+    has_trajectory: bool = False
+    signed_axis_error_deg: float = math.nan
+    axis_flipped: bool = False
+    endpoint_error_m: float = math.nan
+    learned_endpoint_error_m: float = math.nan
+    roughness_m: float = math.nan
+    learned_roughness_m: float = math.nan
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -181,12 +194,17 @@ def evaluate_sample(
     gt_origin: np.ndarray,
     diameter: float,
     params: TestParams,
+    pred_trajectory: Optional[np.ndarray] = None,
+    pred_learned_trajectory: Optional[np.ndarray] = None,
+    gt_trajectory: Optional[np.ndarray] = None,
 ) -> SampleResult:
     """Evaluate one prediction against its ground truth.
 
     ``pred_mask`` (H, W) holds probabilities (or booleans) at the ground truth's resolution and is
     thresholded with ``> test_pred_threshold``; points are ``(x, y)`` in [0, 1]; 3D values are metres;
-    ``diameter`` <= 0 or non-finite means unknown (a rotation's origin then counts as wrong).
+    ``diameter`` <= 0 or non-finite means unknown (a rotation's origin then counts as wrong). With
+    ``gt_trajectory`` (T, 3) absolute, the sign-aware axis error, the flip and, given the predicted
+    (published and learned) absolute trajectories, their endpoint errors and roughness are judged too.
     """
     pred_mask, gt_mask = np.asarray(pred_mask), np.asarray(gt_mask)
     if pred_mask.shape != gt_mask.shape or gt_mask.ndim != 2:
@@ -210,7 +228,20 @@ def evaluate_sample(
     if is_rotation and diameter_known:
         error_opd = origin_error_opd(pred_origin, gt_origin, gt_axis, diameter)
         error_seed = origin_error_seed(pred_origin, gt_origin, diameter)
+    trajectory_fields: dict[str, Any] = {}
+    if gt_trajectory is not None:
+        gt_axis_opening = axis_in_opening_sense(int(gt_motion_type), gt_axis, gt_origin, gt_trajectory)
+        trajectory_fields = {
+            "has_trajectory": True,
+            "signed_axis_error_deg": signed_axis_error_deg(pred_axis, gt_axis_opening),
+            "axis_flipped": axis_flipped(pred_axis, gt_axis_opening),
+        }
+        for prefix, trajectory in (("", pred_trajectory), ("learned_", pred_learned_trajectory)):
+            if trajectory is not None and np.all(np.isfinite(trajectory)):
+                trajectory_fields[f"{prefix}endpoint_error_m"] = trajectory_endpoint_error(trajectory, gt_trajectory)
+                trajectory_fields[f"{prefix}roughness_m"] = trajectory_roughness(trajectory)
     return SampleResult(
+        **trajectory_fields,
         iou=iou,
         bbox_iou=box_iou,
         detected=bool(detected),
@@ -257,12 +288,18 @@ class MetricAccumulator:
         pred_origin: Any,
         gt_origin: Any,
         diameter: Any,
+        pred_trajectory: Any = None,
+        pred_learned_trajectory: Any = None,
+        gt_trajectory: Any = None,
+        has_trajectory: Any = None,
     ) -> list[SampleResult]:
         """Add a batch (numpy arrays or torch tensors, leading dim B) and return its results.
 
         ``pred_mask``/``gt_mask`` (B, H, W) or (B, 1, H, W), the prediction as probabilities at full
         resolution; motion types (B,) labels (0 translation, 1 rotation); axes, origins (B, 3);
-        points (B, 2) in [0, 1]; ``diameter`` (B,) metres (0 = unknown).
+        points (B, 2) in [0, 1]; ``diameter`` (B,) metres (0 = unknown); optionally the absolute
+        trajectories (B, T, 3), published and learned, the ground truth's and ``has_trajectory`` (B,) bool
+        (every ground truth counts as known when it is None).
         """
         pred_masks, gt_masks = _numpy(pred_mask), _numpy(gt_mask)
         if pred_masks.ndim == 4:
@@ -279,8 +316,22 @@ class MetricAccumulator:
                                   gt_points, pred_origins, gt_origins, diameters)}
         if sizes != {batch_size}:
             raise ValueError(f"every input needs the batch size {batch_size}, got sizes {sorted(sizes)}")
+        optional = {name: None if value is None else _numpy(value) for name, value in (
+            ("pred_trajectory", pred_trajectory), ("pred_learned_trajectory", pred_learned_trajectory),
+            ("gt_trajectory", gt_trajectory))}
+        known = (np.ones(batch_size, bool) if has_trajectory is None
+                 else _numpy(has_trajectory).reshape(-1).astype(bool))
+        if optional["gt_trajectory"] is None:
+            known[:] = False
+
+        def trajectories(i: int) -> dict[str, Optional[np.ndarray]]:
+            if not known[i]:
+                return {}
+            return {name: None if value is None else value[i] for name, value in optional.items()}
+
         batch_results = [
             evaluate_sample(
+                **trajectories(i),
                 pred_mask=pred_masks[i],
                 gt_mask=gt_masks[i],
                 pred_motion_type=int(pred_types[i]),
@@ -335,6 +386,27 @@ class MetricAccumulator:
             "mean_origin_error_seed": _mean([r.origin_error_seed for r in origin_judged]),
             "num_samples": float(count),
             "num_rotation_without_diameter": float(missing_diameter),
+            **self._motion_metrics(det_m),
+        }
+
+    def _motion_metrics(self, det_m: list[SampleResult]) -> dict[str, float]:
+        """The sign-aware axis error and flip rate (over the detected samples with the right motion type
+        whose ground truth has a trajectory) and the trajectories' endpoint error and roughness (over every
+        sample with a ground-truth trajectory and a finite prediction), in metres."""
+        judged = [r for r in det_m if r.has_trajectory]
+        with_trajectory = [r for r in self.results if r.has_trajectory]
+
+        def mean_finite(name: str) -> float:
+            return _mean([getattr(r, name) for r in with_trajectory if math.isfinite(getattr(r, name))])
+
+        return {
+            "ERR_ADir_signed": _mean([r.signed_axis_error_deg for r in judged]),
+            "axis_flip_rate": _mean([float(r.axis_flipped) for r in judged]),
+            "trajectory_endpoint_error_m": mean_finite("endpoint_error_m"),
+            "learned_trajectory_endpoint_error_m": mean_finite("learned_endpoint_error_m"),
+            "trajectory_roughness_m": mean_finite("roughness_m"),
+            "learned_trajectory_roughness_m": mean_finite("learned_roughness_m"),
+            "num_samples_with_trajectory": float(len(with_trajectory)),
         }
 
 

@@ -25,7 +25,9 @@ from segaff_core.inference import (
     prediction_from_outputs,
     resolve_device,
 )
-from segaff_core.geometry import robust_depth_at
+from segaff_core.geometry import robust_depth_at, trajectory_rotation
+from segaff_core.metrics import trajectory_roughness
+from segaff_core.motion import publish_motion
 from segaff_core.model import build_model
 
 INPUT_SIZE = (64, 64)
@@ -165,10 +167,26 @@ def test_outputs_to_prediction(depth, motion_type):
     assert result.motion_type == MOTION_TYPES[motion_type]
     expected_confidence = outputs["motion_type_logits"][0].softmax(dim=0)[motion_type].item()
     assert result.motion_type_confidence == pytest.approx(expected_confidence)
-    np.testing.assert_allclose(result.axis, [0.0, 1.0, 0.0])
     expected_origin = result.point_3d + [0.3, 0.0, 0.0] if motion_type == 1 else result.point_3d
     np.testing.assert_allclose(result.origin, expected_origin)
-    np.testing.assert_allclose(result.trajectory, result.point_3d + relative.numpy(), atol=1e-7)
+    np.testing.assert_allclose(result.learned_trajectory, result.point_3d + relative.numpy(), atol=1e-7)
+    # The published trajectory follows the published motion, starting at the point and opening the part
+    # toward the camera (the approach is +z into the flat surface): a drawer pulled along its axis, a door
+    # swung about the vertical hinge line through the origin.
+    assert abs(result.axis @ [0.0, 1.0, 0.0]) == pytest.approx(1.0)  # the predicted axis, up to its sign
+    np.testing.assert_allclose(result.trajectory[0], result.point_3d, atol=1e-12)
+    if motion_type == 1:
+        velocity = result.trajectory[1] - result.trajectory[0]
+        assert velocity @ result.approach < 0, "the published path must leave the surface toward free space"
+        radii = np.linalg.norm(np.cross(result.trajectory - result.origin, result.axis), axis=1)
+        np.testing.assert_allclose(radii, 0.3, atol=1e-9)  # an arc about the axis line through the origin
+        heights = (result.trajectory - result.origin) @ result.axis
+        np.testing.assert_allclose(heights, heights[0], atol=1e-9)
+        # the extent read off the learned path: its end, 0.2 m toward the camera, seen from the hinge 0.3 m aside
+        assert result.opening_extent == pytest.approx(np.arctan2(0.2, 0.3), abs=1e-6)
+    else:
+        np.testing.assert_allclose(result.trajectory - result.point_3d, 0.0, atol=1e-12)  # the learned path
+        assert result.opening_extent == pytest.approx(0.0, abs=1e-7)  # does not move along a vertical axis
 
 
 def test_deterministic(predictor, rgb, depth, prediction):
@@ -405,3 +423,44 @@ def test_not_a_checkpoint(tmp_path):
     path.write_bytes(b"not a zip file at all")
     with pytest.raises(CheckpointError, match="garbage.ckpt is not a PyTorch checkpoint"):
         load_model(path)
+
+
+@pytest.mark.parametrize("flip", [1.0, -1.0])
+def test_published_drawer_motion_opens_toward_free_space_whatever_the_predicted_sign(flip):
+    approach = np.array([0.0, 0.0, 1.0])  # into a surface facing the camera
+    learned = np.linspace(0, 1, 20)[:, None] * [0.01, 0.0, -0.3] + [[0.0, 0.0, 0.0]]
+    motion = publish_motion(0, flip * np.array([0.0, 0.0, 2.0]), np.zeros(3), approach, learned)
+    np.testing.assert_allclose(motion.axis, [0.0, 0.0, -1.0])  # the opening direction
+    assert motion.extent == pytest.approx(0.3)
+    np.testing.assert_allclose(motion.relative_trajectory, np.linspace(0, 1, 20)[:, None] * [0.0, 0.0, -0.3],
+                               atol=1e-12)  # a straight line along the axis, the learned path's wobble gone
+
+
+def test_published_motion_takes_the_learned_sign_where_the_approach_says_nothing():
+    learned = np.linspace(0, 1, 20)[:, None] * [0.2, 0.0, 0.0]
+    for approach in (np.full(3, np.nan), np.array([0.0, 0.0, 1.0])):  # no depth; a slide along the surface
+        motion = publish_motion(0, [-1.0, 0.0, 0.0], np.zeros(3), approach, learned)
+        np.testing.assert_allclose(motion.axis, [1.0, 0.0, 0.0])
+        assert motion.extent == pytest.approx(0.2)
+
+
+def test_published_door_motion_is_the_right_handed_arc_of_opening():
+    # A door facing the camera, hinged 40 cm left of its handle, opens toward the camera (-z): right-handed
+    # about +y (down in the optical frame), since +y x (handle - hinge) = +y x +x = -z.
+    down = np.array([0.0, 1.0, 0.0])
+    hinge_offset = np.array([-0.4, 0.0, 0.0])
+    quarter_turn = trajectory_rotation(np.zeros(3), down, hinge_offset, np.pi / 2)
+    wobble = np.random.default_rng(0).normal(0.0, 0.01, quarter_turn.shape)
+    wobble[[0, -1]] = 0.0  # the learned path starts at the handle and ends where the quarter turn does
+    jagged = quarter_turn + wobble
+    for flip in (1.0, -1.0):
+        motion = publish_motion(1, flip * down, hinge_offset, np.array([0.0, 0.0, 1.0]), jagged)
+        np.testing.assert_allclose(motion.axis, down)
+        assert motion.extent == pytest.approx(np.pi / 2)
+        np.testing.assert_allclose(motion.relative_trajectory, quarter_turn, atol=1e-12)
+        assert trajectory_roughness(motion.relative_trajectory) < trajectory_roughness(jagged) / 5
+
+
+def test_published_motion_of_a_zero_axis_stays_put():
+    motion = publish_motion(1, np.zeros(3), np.ones(3), np.array([0.0, 0.0, 1.0]), np.ones((20, 3)))
+    assert motion.extent == 0.0 and not motion.relative_trajectory.any()

@@ -70,3 +70,32 @@ def test_roughness_is_zero_on_a_line_small_on_an_arc_and_large_on_a_jagged_path(
     jagged[1::2, 0] += 0.01  # every other point 1 cm aside: second differences of 2 cm
     assert trajectory_roughness(jagged) == pytest.approx(0.02)
     assert math.isnan(trajectory_roughness(line[:2]))
+
+
+def test_the_accumulator_reports_the_motion_metrics_over_samples_with_a_trajectory() -> None:
+    from segaff_core.metrics import MetricAccumulator
+
+    gt = np.stack([trajectory_translation(HANDLE, [0, 0, -1], 0.3)] * 3)
+    published = gt.copy()
+    published[1, -1] += [0.0, 0.0, 0.1]  # 10 cm short at its end
+    learned = gt.copy()
+    learned[:, 1::2, 0] += 0.01  # jagged: roughness 2 cm
+    mask = np.zeros((3, 4, 4))
+    mask[:, 1:3, 1:3] = 1
+    accumulator = MetricAccumulator()
+    accumulator.update(
+        pred_mask=mask, gt_mask=mask, pred_motion_type=[0, 0, 0], gt_motion_type=[0, 0, 0],
+        pred_axis=[[0, 0, -1], [0, 0, 1], [0, 0, 1]],  # the second flipped; the third has no trajectory
+        gt_axis=[[0, 0, 1]] * 3,  # the ground truth's own sign is arbitrary: the trajectory sets it
+        pred_point=[[0.5, 0.5]] * 3, gt_point=[[0.5, 0.5]] * 3, pred_origin=[HANDLE] * 3, gt_origin=[HANDLE] * 3,
+        diameter=[1.0] * 3, pred_trajectory=published, pred_learned_trajectory=learned, gt_trajectory=gt,
+        has_trajectory=[True, True, False],
+    )
+    metrics = accumulator.compute()
+    assert metrics["ERR_ADir"] == pytest.approx(0.0)  # sign-invariant
+    assert metrics["ERR_ADir_signed"] == pytest.approx(90.0)  # 0 and 180 degrees
+    assert metrics["axis_flip_rate"] == pytest.approx(0.5)
+    assert metrics["trajectory_endpoint_error_m"] == pytest.approx(0.05)
+    assert metrics["learned_trajectory_endpoint_error_m"] == pytest.approx(0.01)  # its last point is odd: 1 cm aside
+    assert metrics["learned_trajectory_roughness_m"] == pytest.approx(0.02)
+    assert metrics["num_samples_with_trajectory"] == 2.0

@@ -1,0 +1,85 @@
+"""The published motion: the predicted axis in the project's sign convention and the trajectory generated
+from the predicted motion, so that the path a robot follows agrees with the joint.
+
+Sign convention (also :func:`segaff_core.metrics.axis_in_opening_sense`): translation, the axis is the
+opening direction; rotation, the axis is the right-hand sense of opening. Either way the handle leaves the
+surface toward free space: its opening velocity (the axis, or ``axis x (handle - origin)``) points against
+the approach direction (which points into the surface). Where the approach says little (no depth at the
+point, or a velocity nearly parallel to the surface) the model's learned trajectory decides the sign.
+
+The opening extent (metres or radians) is read off the learned trajectory: how far its last point lies
+along the axis (translation) or the angle it swept about the axis line (rotation).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from segaff_core.geometry import trajectory_rotation, trajectory_translation
+from segaff_core.metrics import opening_velocity
+
+MIN_APPROACH_AGREEMENT = 0.2
+"""|cos| between the opening velocity and the approach below which the approach does not decide the sign."""
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class PublishedMotion:
+    """The axis in the opening sense, the opening extent and the handle's path relative to its start."""
+
+    axis: np.ndarray  # (3,) unit
+    extent: float  # metres (translation) or radians (rotation), >= 0
+    relative_trajectory: np.ndarray  # (T, 3), first row zero
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > _EPS else np.zeros(3)
+
+
+def _opening_sign(velocity: np.ndarray, approach: np.ndarray, learned_chord: np.ndarray) -> float:
+    """+1 when ``velocity`` already opens the part, -1 when the axis must be flipped."""
+    direction = _unit(velocity)
+    if np.all(np.isfinite(approach)):
+        agreement = float(direction @ _unit(approach))
+        if abs(agreement) >= MIN_APPROACH_AGREEMENT:
+            return 1.0 if agreement < 0 else -1.0
+    return -1.0 if float(direction @ learned_chord) < 0 else 1.0
+
+
+def _swept_angle(axis: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
+    """Unsigned angle (radians) between ``start`` and ``end`` (relative to a point on the axis line),
+    projected onto the plane perpendicular to the unit ``axis``; 0 when either lies on the axis."""
+    a, b = start - (start @ axis) * axis, end - (end @ axis) * axis
+    if np.linalg.norm(a) < _EPS or np.linalg.norm(b) < _EPS:
+        return 0.0
+    return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
+
+
+def publish_motion(
+    motion_type: int, axis: np.ndarray, origin_offset: np.ndarray, approach: np.ndarray,
+    learned_trajectory: np.ndarray,
+) -> PublishedMotion:
+    """The published motion of a prediction: ``axis`` (3,) as predicted (any sign), ``origin_offset`` (3,)
+    from the interaction point to the axis line (rotation), ``approach`` (3,) into the surface (NaN when
+    unknown), ``learned_trajectory`` (T, 3) relative to the interaction point (first row zero)."""
+    unit_axis = _unit(np.asarray(axis, np.float64))
+    learned = np.asarray(learned_trajectory, np.float64)
+    chord = learned[-1] - learned[0]
+    offset = np.asarray(origin_offset, np.float64)
+    start = np.zeros(3)
+    unit_axis = unit_axis * _opening_sign(opening_velocity(motion_type, unit_axis, start, offset),
+                                          np.asarray(approach, np.float64), chord)
+    points = len(learned)
+    if not np.any(unit_axis):  # no axis (a degenerate output): the hand stays where it is
+        return PublishedMotion(axis=unit_axis, extent=0.0, relative_trajectory=np.zeros((points, 3)))
+    if motion_type == 0:
+        extent = abs(float(chord @ unit_axis))
+        relative = trajectory_translation(start, unit_axis, extent, points)
+    else:
+        extent = _swept_angle(unit_axis, start - offset, learned[-1] - offset)
+        relative = trajectory_rotation(start, unit_axis, offset, extent, points)
+    return PublishedMotion(axis=unit_axis, extent=extent, relative_trajectory=relative)
