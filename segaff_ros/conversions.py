@@ -254,6 +254,9 @@ def prediction_to_result(
     result.axis = Vector3(x=float(axis[0]), y=float(axis[1]), z=float(axis[2]))
     result.axis_origin = _point(prediction.origin)
     result.trajectory = [_point(xyz) for xyz in prediction.trajectory]
+    if prediction.learned_trajectory is not None:
+        result.learned_trajectory = [_point(xyz) for xyz in prediction.learned_trajectory]
+    result.opening_extent = float(prediction.opening_extent)
     result.inference_time_ms = float(prediction.timings["total"])
     return result
 

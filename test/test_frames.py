@@ -97,6 +97,7 @@ def _prediction() -> AffordancePrediction:
         motion_type_confidence=0.7,
         trajectory=point + np.outer(np.linspace(0.0, 1.0, 20), [0.0, 0.0, -0.2]),
         timings={"total": 12.0},
+        learned_trajectory=point + np.outer(np.linspace(0.0, 1.0, 20), [0.0, 0.1, 0.0]),
     )
 
 
@@ -109,6 +110,8 @@ def test_transform_prediction_field_by_field() -> None:
     np.testing.assert_allclose(moved.origin, [-0.1 + 1.0, 0.1 + 2.0, 1.5 + 3.0])
     np.testing.assert_allclose(moved.trajectory[0], moved.point_3d)
     np.testing.assert_allclose(moved.trajectory[-1], [1.2, 2.1, 1.3 + 3.0])
+    np.testing.assert_allclose(moved.learned_trajectory[0], moved.point_3d)
+    np.testing.assert_allclose(moved.learned_trajectory[-1], [0.2 - 0.1 + 1.0, 0.1 + 2.0, 1.5 + 3.0])
     np.testing.assert_allclose(moved.approach, [0.0, 0.0, 1.0], atol=1e-12)
     np.testing.assert_allclose(moved.axis, [0.0, 1.0, 0.0], atol=1e-12)
     np.testing.assert_array_equal(moved.mask, before.mask)

@@ -155,6 +155,8 @@ def make_prediction(motion_type: str = "rotation", approach=(0.0, 0.0, 1.0)) -> 
         motion_type_confidence=0.9,
         trajectory=trajectory,
         timings={"preprocess": 1.0, "image": 40.0, "total": 45.0},
+        learned_trajectory=trajectory + np.linspace(0.0, 0.01, 20)[:, None] * np.array([[0.0, 1.0, 0.0]]),
+        opening_extent=0.2,
     )
 
 
@@ -219,6 +221,8 @@ def test_result_message_holds_everything(motion_type: str, code: int) -> None:
     np.testing.assert_allclose([result.axis_origin.x, result.axis_origin.y, result.axis_origin.z],
                                prediction.origin)
     assert len(result.trajectory) == 20
+    np.testing.assert_allclose([[p.x, p.y, p.z] for p in result.learned_trajectory], prediction.learned_trajectory)
+    assert result.opening_extent == pytest.approx(0.2)
     assert result.inference_time_ms == pytest.approx(45.0)
     pose = conversions.prediction_to_pose(prediction, header).pose
     assert result.interaction_pose == pose
