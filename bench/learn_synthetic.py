@@ -10,7 +10,8 @@ Writes a synthetic SceneFun3D-format data set (``segaff_core.synth.generate_data
 ``segaff synth --format sf3d``) unless ``--data`` names one, trains through ``train/fit.py`` with the
 synthetic config (``trainer.max_time`` bounds it; warm-up, then a cosine anneal over that time), and
 evaluates the final weights on the held-out test scenes. Printed: mIoU, P_Det, motion type accuracy,
-axis error (all samples), and the accuracy on spatial phrases: of the held-out samples whose
+axis error (all samples), the axis flip rate, the published and learned trajectories' endpoint error and
+roughness (segaff_core.metrics), and the accuracy on spatial phrases: of the held-out samples whose
 instruction holds a spatial word (top, bottom, left, right, upper, lower, middle, second; "leftmost"
 counts), the fraction whose predicted mask has IoU >= 0.5 with the
 named part. The same for the other samples, for comparison.
@@ -164,6 +165,11 @@ def main() -> None:
         print(f"{'motion type accuracy':24s} {statistics.fmean(r.motion_type_correct for r in results):.3f}")
         print(f"{'axis error (deg)':24s} mean {statistics.fmean(axis_errors):.1f}, "
               f"median {statistics.median(axis_errors):.1f}")
+        print(f"{'axis flip rate':24s} {metrics['axis_flip_rate']:.3f} (sign-aware error "
+              f"{metrics['ERR_ADir_signed']:.1f} deg)")
+        for label, prefix in (("published trajectory", ""), ("learned trajectory", "learned_")):
+            print(f"{label:24s} endpoint error {metrics[f'{prefix}trajectory_endpoint_error_m'] * 100:.1f} cm, "
+                  f"roughness {metrics[f'{prefix}trajectory_roughness_m'] * 1000:.2f} mm")
         print(f"{'spatial phrases':24s} {iou_accuracy(spatial)} with IoU >= {IOU_CORRECT}")
         print(f"{'other phrases':24s} {iou_accuracy(other)} with IoU >= {IOU_CORRECT}")
         print(json.dumps({k: (None if math.isnan(v) else round(v, 4)) for k, v in metrics.items()}))
