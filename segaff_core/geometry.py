@@ -239,6 +239,28 @@ def trajectory_rotation(
     return origin[None, :] + rotated
 
 
+def opening_velocity(motion_type: int, axis: np.ndarray, start: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Direction (3,) in which the handle at ``start`` moves when the part opens positively about ``axis``:
+    the axis itself (translation) or ``axis x (start - origin)`` (rotation, right-handed)."""
+    axis = np.asarray(axis, np.float64)
+    if int(motion_type) != 1:  # translation
+        return axis
+    return np.cross(axis, np.asarray(start, np.float64) - np.asarray(origin, np.float64))
+
+
+def axis_in_opening_sense(
+    motion_type: int, axis: np.ndarray, origin: np.ndarray, trajectory: np.ndarray
+) -> np.ndarray:
+    """``axis`` with the project's sign convention, read off a ground-truth ``trajectory`` (T, 3) of the
+    handle: translation, the opening direction; rotation, the right-hand sense of opening (the handle's
+    chord ``end - start`` has a non-negative component along ``axis x (start - origin)`` for any opening
+    angle up to 180 degrees). Returned unchanged when the trajectory does not move."""
+    trajectory = np.asarray(trajectory, np.float64)
+    axis = np.asarray(axis, np.float64)
+    chord = trajectory[-1] - trajectory[0]
+    return -axis if opening_velocity(motion_type, axis, trajectory[0], origin) @ chord < 0 else axis
+
+
 def pixel_to_normalised(pixel_uv: ArrayLike, size_hw: tuple[int, int]) -> np.ndarray:
     """OpenCV pixel coordinates (pixel centres at integers) -> [0, 1] (pixel centres at (i + 0.5) / size).
 

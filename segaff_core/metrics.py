@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from segaff_core.config import TestParams
+from segaff_core.geometry import axis_in_opening_sense
 
 logger = logging.getLogger(__name__)
 
@@ -106,34 +107,8 @@ def bbox_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 def axis_error_deg(pred_axis: np.ndarray, gt_axis: np.ndarray) -> float:
     """Angle in degrees between two axes, sign-invariant: ``min(angle, 180 - angle)``; 90 for a zero axis."""
-    pred_axis, gt_axis = np.asarray(pred_axis, np.float64), np.asarray(gt_axis, np.float64)
-    norms = np.linalg.norm(pred_axis) * np.linalg.norm(gt_axis)
-    if norms < 1e-12:
-        return 90.0
-    angle = math.degrees(math.acos(float(np.clip(pred_axis @ gt_axis / norms, -1.0, 1.0))))
+    angle = signed_axis_error_deg(pred_axis, gt_axis)
     return min(angle, 180.0 - angle)
-
-
-def opening_velocity(motion_type: int, axis: np.ndarray, start: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """Direction (3,) in which the handle at ``start`` moves when the part opens positively about ``axis``:
-    the axis itself (translation) or ``axis x (start - origin)`` (rotation, right-handed)."""
-    axis = np.asarray(axis, np.float64)
-    if int(motion_type) != _ROTATION:
-        return axis
-    return np.cross(axis, np.asarray(start, np.float64) - np.asarray(origin, np.float64))
-
-
-def axis_in_opening_sense(
-    motion_type: int, axis: np.ndarray, origin: np.ndarray, trajectory: np.ndarray
-) -> np.ndarray:
-    """``axis`` with the project's sign convention, read off a ground-truth ``trajectory`` (T, 3) of the
-    handle: translation, the opening direction; rotation, the right-hand sense of opening (the handle's
-    chord ``end - start`` has a non-negative component along ``axis x (start - origin)`` for any opening
-    angle up to 180 degrees). Returned unchanged when the trajectory does not move."""
-    trajectory = np.asarray(trajectory, np.float64)
-    axis = np.asarray(axis, np.float64)
-    chord = trajectory[-1] - trajectory[0]
-    return -axis if opening_velocity(motion_type, axis, trajectory[0], origin) @ chord < 0 else axis
 
 
 def signed_axis_error_deg(pred_axis: np.ndarray, gt_axis: np.ndarray) -> float:

@@ -1,7 +1,7 @@
 """The published motion: the predicted axis in the project's sign convention and the trajectory generated
 from the predicted motion, so that the path a robot follows agrees with the joint.
 
-Sign convention (also :func:`segaff_core.metrics.axis_in_opening_sense`): translation, the axis is the
+Sign convention (also :func:`segaff_core.geometry.axis_in_opening_sense`): translation, the axis is the
 opening direction; rotation, the axis is the right-hand sense of opening. Either way the handle leaves the
 surface toward free space: its opening velocity (the axis, or ``axis x (handle - origin)``) points against
 the approach direction (which points into the surface). Where the approach says little (no depth at the
@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segaff_core.geometry import trajectory_rotation, trajectory_translation
-from segaff_core.metrics import opening_velocity
+from segaff_core.geometry import axis_in_opening_sense, opening_velocity, trajectory_rotation, trajectory_translation
 
 MIN_APPROACH_AGREEMENT = 0.2
 """|cos| between the opening velocity and the approach below which the approach does not decide the sign."""
@@ -38,16 +37,6 @@ class PublishedMotion:
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > _EPS else np.zeros(3)
-
-
-def _opening_sign(velocity: np.ndarray, approach: np.ndarray, learned_chord: np.ndarray) -> float:
-    """+1 when ``velocity`` already opens the part, -1 when the axis must be flipped."""
-    direction = _unit(velocity)
-    if np.all(np.isfinite(approach)):
-        agreement = float(direction @ _unit(approach))
-        if abs(agreement) >= MIN_APPROACH_AGREEMENT:
-            return 1.0 if agreement < 0 else -1.0
-    return -1.0 if float(direction @ learned_chord) < 0 else 1.0
 
 
 def _swept_angle(axis: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
@@ -71,8 +60,11 @@ def publish_motion(
     chord = learned[-1] - learned[0]
     offset = np.asarray(origin_offset, np.float64)
     start = np.zeros(3)
-    unit_axis = unit_axis * _opening_sign(opening_velocity(motion_type, unit_axis, start, offset),
-                                          np.asarray(approach, np.float64), chord)
+    agreement = float(_unit(opening_velocity(motion_type, unit_axis, start, offset)) @ _unit(np.asarray(approach, np.float64)))
+    if abs(agreement) >= MIN_APPROACH_AGREEMENT:  # NaN (no approach) is not
+        unit_axis = -unit_axis if agreement > 0 else unit_axis
+    else:  # the learned path's sense of opening, as the ground truth's is read
+        unit_axis = axis_in_opening_sense(motion_type, unit_axis, offset, learned)
     points = len(learned)
     if not np.any(unit_axis):  # no axis (a degenerate output): the hand stays where it is
         return PublishedMotion(axis=unit_axis, extent=0.0, relative_trajectory=np.zeros((points, 3)))

@@ -7,11 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from segaff_core.geometry import trajectory_rotation, trajectory_translation
+from segaff_core.geometry import axis_in_opening_sense, opening_velocity, trajectory_rotation, trajectory_translation
 from segaff_core.metrics import (
     axis_flipped,
-    axis_in_opening_sense,
-    opening_velocity,
     signed_axis_error_deg,
     trajectory_endpoint_error,
     trajectory_roughness,
