@@ -76,19 +76,36 @@ def read_checkpoint(path: PathArg) -> dict[str, Any]:
     return checkpoint
 
 
-def model_params_from_checkpoint(checkpoint: Mapping[str, Any], source: str = "checkpoint") -> ModelParams:
-    """The :class:`ModelParams` stored in ``hyper_parameters["model_params"]`` (a plain dict)."""
+# ModelParams fields whose default changed after checkpoints were written without them: such a checkpoint
+# was trained as the value here, not as today's default.
+FIELDS_OF_OLDER_CHECKPOINTS: dict[str, Any] = {"cvae_prior": "standard"}
+
+
+def _stored_model_params(checkpoint: Mapping[str, Any], source: str) -> Mapping[str, Any]:
     hyper_parameters = checkpoint.get("hyper_parameters")
     stored = hyper_parameters.get("model_params") if isinstance(hyper_parameters, Mapping) else None
     if not isinstance(stored, Mapping):
         raise CheckpointError(
             f"{source} has no hyper_parameters['model_params'] dict: it was not written by SegAffordanceModule"
         )
+    return stored
+
+
+def predated_model_params(checkpoint: Mapping[str, Any], source: str = "checkpoint") -> dict[str, Any]:
+    """The entries of :data:`FIELDS_OF_OLDER_CHECKPOINTS` that ``checkpoint``'s model_params lack."""
+    stored = _stored_model_params(checkpoint, source)
+    return {name: value for name, value in FIELDS_OF_OLDER_CHECKPOINTS.items() if name not in stored}
+
+
+def model_params_from_checkpoint(checkpoint: Mapping[str, Any], source: str = "checkpoint") -> ModelParams:
+    """The :class:`ModelParams` stored in ``hyper_parameters["model_params"]`` (a plain dict); a field the
+    checkpoint predates takes its value of :data:`FIELDS_OF_OLDER_CHECKPOINTS`, else its default."""
+    stored = _stored_model_params(checkpoint, source)
     known = {field.name for field in dataclasses.fields(ModelParams)}
     unknown = sorted(set(stored) - known)
     if unknown:
         raise CheckpointError(f"{source} has model_params this version does not know: {', '.join(unknown)}")
-    return ModelParams(**stored)
+    return ModelParams(**{**FIELDS_OF_OLDER_CHECKPOINTS, **stored})
 
 
 def model_state_dict(checkpoint: Mapping[str, Any], source: str = "checkpoint") -> dict[str, Tensor]:

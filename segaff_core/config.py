@@ -17,7 +17,9 @@ class ModelParams:
     ``clip_pretrain`` is OpenAI's ``RN50.pt`` (TorchScript) or a plain state dict; ``None`` = random weights.
     ``mask_skip_dim`` > 0 feeds the neck's H/8 input (CLIP v2 + depth) to the projector through that many
     channels, ``mask_skip4_dim`` > 0 CLIP's H/4 features (layer1) to its last stage (see
-    :class:`~segaff_core.model.layers.Projector`); 0 and 0 is the seed's projector.
+    :class:`~segaff_core.model.layers.Projector`); 0 and 0 is the seed's projector. ``cvae_prior``
+    (with ``use_cvae``): ``"conditional"``, a learned prior whose mean inference decodes, trained as such;
+    ``"standard"``, the seed's N(0, I) prior (see :class:`~segaff_core.model.layers.MotionVAE`).
     """
 
     clip_pretrain: Optional[str] = "pretrain/RN50.pt"
@@ -26,6 +28,7 @@ class ModelParams:
     word_len: int = 77
     use_depth: bool = True
     use_cvae: bool = True
+    cvae_prior: Literal["standard", "conditional"] = "conditional"
     fpn_in: list[int] = field(default_factory=lambda: [512, 1024, 1024])
     fpn_out: list[int] = field(default_factory=lambda: [256, 512, 1024])
     depth_channels: list[int] = field(default_factory=lambda: [128, 256])
@@ -41,6 +44,10 @@ class ModelParams:
     vae_latent_dim: int = 32
     vae_hidden_dim: int = 256
     trajectory_points: int = 20
+
+    def __post_init__(self) -> None:
+        if self.cvae_prior not in ("standard", "conditional"):
+            raise ValueError(f"ModelParams.cvae_prior must be 'standard' or 'conditional', got {self.cvae_prior!r}")
 
     @classmethod
     def small(cls) -> "ModelParams":

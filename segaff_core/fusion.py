@@ -11,9 +11,12 @@
   ``point_px`` (per coordinate): mean and median over all frames.
 - 3D fields, over the agreeing frames with ``valid_3d``: ``point_3d`` the per-coordinate median;
   ``approach`` sign-aligned like the axis; ``origin`` the fused point for translation, else the fused
-  point plus the median of those frames' ``origin - point_3d``; ``trajectory`` the fused point plus the
-  per-point median of their ``trajectory - trajectory[0]`` (so its first point is ``point_3d``). With no
-  such frame the 3D fields are NaN and ``valid_3d`` is False.
+  point plus the median of those frames' ``origin - point_3d``; ``opening_extent`` the median of their
+  extents; ``trajectory`` generated from the fused motion as each frame's is
+  (:mod:`segaff_core.motion`): along the fused axis from the fused point, or about the fused axis line
+  through the fused origin, by the fused extent; ``learned_trajectory`` the fused point plus the
+  per-point median of their ``learned_trajectory - learned_trajectory[0]`` (None when a frame has none).
+  With no such frame the 3D fields are NaN and ``valid_3d`` is False.
 - ``timings``: each name summed over the frames (a frame without it counts 0): the work the frames took.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segaff_core.geometry import trajectory_rotation, trajectory_translation
 from segaff_core.inference import AffordancePrediction
 
 
@@ -61,17 +65,24 @@ def fuse_predictions(predictions: Sequence[AffordancePrediction]) -> FusedPredic
     mask = np.sum([frame.mask.astype(bool) for frame in frames], axis=0) * 2 > len(frames)
 
     lifted = [frame for frame in agreeing if _has_3d(frame)]
+    points = len(agreeing[0].trajectory)
+    learned_trajectory = None
     if lifted:
         point_3d = np.median([frame.point_3d for frame in lifted], axis=0)
         approach = _sign_aligned_mean(np.stack([frame.approach for frame in lifted]))
-        relative = np.median([frame.trajectory - frame.trajectory[:1] for frame in lifted], axis=0)
-        trajectory = point_3d[None, :] + relative
         if motion_type == "translation":
             origin = point_3d.copy()
         else:
             origin = point_3d + np.median([frame.origin - frame.point_3d for frame in lifted], axis=0)
+        extent = _median_finite([frame.opening_extent for frame in lifted])
+        trajectory = _published_trajectory(motion_type, point_3d, axis, origin, extent, points)
+        if all(frame.learned_trajectory is not None for frame in lifted):
+            learned_trajectory = point_3d[None, :] + np.median(
+                [frame.learned_trajectory - frame.learned_trajectory[:1] for frame in lifted], axis=0
+            )
     else:
         point_3d, approach, origin = np.full(3, np.nan), np.full(3, np.nan), np.full(3, np.nan)
+        extent = math.nan
         trajectory = np.full(np.shape(agreeing[0].trajectory), np.nan)
 
     timings: dict[str, float] = {}
@@ -91,6 +102,8 @@ def fuse_predictions(predictions: Sequence[AffordancePrediction]) -> FusedPredic
         trajectory=trajectory,
         timings=timings,
         valid_3d=bool(lifted),
+        learned_trajectory=learned_trajectory,
+        opening_extent=extent,
     )
     agreement = FusionAgreement(
         frames=len(frames),
@@ -116,6 +129,25 @@ def _check_shapes(frames: list[AffordancePrediction]) -> None:
                 f"all predictions must have the same trajectory shape: prediction 0 has {trajectory_shape}, "
                 f"prediction {index} has {np.shape(frame.trajectory)}"
             )
+
+
+def _median_finite(values: Sequence[float]) -> float:
+    """Median of the finite ``values``; NaN when none is."""
+    finite = [value for value in values if math.isfinite(value)]
+    return float(np.median(finite)) if finite else math.nan
+
+
+def _published_trajectory(
+    motion_type: str, point_3d: np.ndarray, axis: np.ndarray, origin: np.ndarray, extent: float, points: int
+) -> np.ndarray:
+    """``points`` positions (points, 3) of the hand opening the part by ``extent`` from ``point_3d``: along
+    ``axis`` (translation) or about the line (``origin``, ``axis``); it stays at ``point_3d`` when the axis
+    or the extent is unknown."""
+    if not (math.isfinite(extent) and np.all(np.isfinite(axis)) and np.any(axis)):
+        return np.repeat(point_3d[None, :], points, axis=0)
+    if motion_type == "translation":
+        return trajectory_translation(point_3d, axis, extent, points)
+    return trajectory_rotation(point_3d, axis, origin, extent, points)
 
 
 def _majority_motion_type(frames: list[AffordancePrediction]) -> str:

@@ -74,6 +74,14 @@ def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     return (-0.5 * (1.0 + logvar - mu**2 - logvar.exp()).sum(dim=-1)).mean()
 
 
+def kl_normals(mu: Tensor, logvar: Tensor, prior_mu: Tensor, prior_logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(prior_mu, exp(prior_logvar))) of diagonal Gaussians, summed over the
+    latent and averaged over the batch."""
+    mu, logvar, prior_mu, prior_logvar = mu.float(), logvar.float(), prior_mu.float(), prior_logvar.float()
+    ratio = (logvar - prior_logvar).exp() + (mu - prior_mu) ** 2 * (-prior_logvar).exp()
+    return (0.5 * (ratio - 1.0 - logvar + prior_logvar).sum(dim=-1)).mean()
+
+
 def geometric_residuals(
     trajectory: Tensor, point_3d: Tensor, axis: Tensor, origin: Tensor, motion_type: Tensor
 ) -> Tensor:
@@ -111,7 +119,9 @@ def compute_losses(
     Terms (see :data:`TERM_WEIGHTS`): mask Dice+BCE against the mask resized to the logits' size (or of
     the logits upsampled to the mask's size, ``mask_loss_resolution="input"``);
     point heatmap BCE against a Gaussian (sigma ``point_sigma`` feature pixels); L1 of the soft-argmax
-    point; ``vae`` = axis ``1 - cos^2`` plus ``vae_beta`` * KL when ``vae_mu`` is present; motion type CE
+    point; ``vae`` = axis ``1 - cos^2``, plus ``vae_beta`` * KL when ``vae_mu`` is present (against
+    ``vae_prior_mu``/``vae_prior_logvar`` when given, else N(0, I)) and the posterior's axis loss when
+    ``vae_axis`` is (the conditional-prior CVAE's ``axis`` is its prior mean's); motion type CE
     with label smoothing; origin L1 of ``origin_offset`` vs ``origin - point_3d`` over rotation samples;
     trajectory MSE over samples with ``has_trajectory``; geometric consistency of the predicted
     trajectory with the ground-truth motion. Also returned, unweighted parts: ``mask_bce``, ``mask_dice``,
@@ -135,9 +145,16 @@ def compute_losses(
     parts = {"mask_bce": mask_bce, "mask_dice": mask_dice, "axis": axis}
     vae = axis
     if outputs.get("vae_mu") is not None:
-        kl = kl_standard_normal(outputs["vae_mu"], outputs["vae_logvar"])
+        if outputs.get("vae_prior_mu") is not None:
+            kl = kl_normals(outputs["vae_mu"], outputs["vae_logvar"], outputs["vae_prior_mu"], outputs["vae_prior_logvar"])
+        else:
+            kl = kl_standard_normal(outputs["vae_mu"], outputs["vae_logvar"])
         parts["kl"] = kl
         vae = axis + params.vae_beta * kl
+    if outputs.get("vae_axis") is not None:
+        posterior_axis = axis_loss(outputs["vae_axis"], batch["axis"])
+        parts["posterior_axis"] = posterior_axis
+        vae = vae + posterior_axis
 
     motion_type = batch["motion_type"].long()
     is_rotation = motion_type == _ROTATION

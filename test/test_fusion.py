@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from segaff_core.fusion import fuse_predictions
+from segaff_core.geometry import trajectory_rotation, trajectory_translation
 from segaff_core.inference import AffordancePrediction
 
 HEIGHT, WIDTH = 4, 6
@@ -34,26 +35,36 @@ def _prediction(
     point_px: tuple[float, float] = (3.0, 2.0),
     valid_3d: bool = True,
     timings: Optional[dict[str, float]] = None,
+    extent: float = 0.5,
 ) -> AffordancePrediction:
-    """A prediction whose trajectory moves straight by ``move`` from the point (origin = point + offset
-    for rotation); with ``valid_3d`` False its 3D fields are NaN, as the Predictor makes them."""
+    """A prediction whose learned trajectory moves straight by ``move`` from the point and whose published
+    one opens by ``extent`` about (origin = point + offset) or along the axis; with ``valid_3d`` False its
+    3D fields are NaN, as the Predictor makes them."""
     point_3d = np.asarray(point, dtype=np.float64)
+    unit_axis = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
     if not valid_3d:
         point_3d = np.full(3, np.nan)
         approach = (math.nan,) * 3
+    origin = point_3d + (np.asarray(offset) if motion_type == "rotation" else 0.0)
+    if motion_type == "rotation":
+        published = trajectory_rotation(point_3d, unit_axis, origin, extent, len(STEPS))
+    else:
+        published = trajectory_translation(point_3d, unit_axis, extent, len(STEPS))
     return AffordancePrediction(
         mask=_mask((1, 1), (1, 2), (2, 1), (2, 2)) if mask is None else mask,
         mask_score=mask_score,
         point_px=point_px,
         point_3d=point_3d,
         approach=np.asarray(approach, dtype=np.float64),
-        axis=np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis),
-        origin=point_3d + (np.asarray(offset) if motion_type == "rotation" else 0.0),
+        axis=unit_axis,
+        origin=origin,
         motion_type=motion_type,
         motion_type_confidence=confidence,
-        trajectory=point_3d + STEPS * np.asarray(move, dtype=np.float64),
+        trajectory=published,
         timings={"total": 10.0} if timings is None else timings,
         valid_3d=valid_3d,
+        learned_trajectory=point_3d + STEPS * np.asarray(move, dtype=np.float64),
+        opening_extent=extent if valid_3d else math.nan,
     )
 
 
@@ -62,7 +73,7 @@ def test_one_prediction_fuses_to_itself() -> None:
     fused = fuse_predictions([prediction])
     result, agreement = fused.prediction, fused.agreement
     np.testing.assert_array_equal(result.mask, prediction.mask)
-    for name in ("point_3d", "approach", "axis", "origin", "trajectory"):
+    for name in ("point_3d", "approach", "axis", "origin", "trajectory", "learned_trajectory", "opening_extent"):
         np.testing.assert_allclose(getattr(result, name), getattr(prediction, name), atol=1e-12, err_msg=name)
     assert (result.motion_type, result.motion_type_confidence, result.mask_score, result.point_px) == (
         "rotation", 0.9, 0.8, (3.0, 2.0))
@@ -138,18 +149,36 @@ def test_the_point_median_is_robust_to_an_outlier_frame() -> None:
     assert fused.agreement.point_spread_m < 0.03
 
 
-def test_trajectory_and_origin_follow_the_fused_point() -> None:
+def test_trajectories_and_origin_follow_the_fused_motion() -> None:
     frames = [
-        _prediction(point=(0.0, 0.0, 1.0), move=(0.0, 0.0, -0.2), offset=(0.0, 0.30, 0.0)),
-        _prediction(point=(0.2, 0.0, 1.0), move=(0.0, 0.0, -0.3), offset=(0.0, 0.32, 0.0)),
-        _prediction(point=(0.1, 0.0, 1.1), move=(0.0, 0.1, -0.25), offset=(0.0, 0.40, 0.02)),
+        _prediction(point=(0.0, 0.0, 1.0), move=(0.0, 0.0, -0.2), offset=(0.0, 0.30, 0.0), extent=0.4),
+        _prediction(point=(0.2, 0.0, 1.0), move=(0.0, 0.0, -0.3), offset=(0.0, 0.32, 0.0), extent=1.2),
+        _prediction(point=(0.1, 0.0, 1.1), move=(0.0, 0.1, -0.25), offset=(0.0, 0.40, 0.02), extent=0.9),
     ]
     fused = fuse_predictions(frames).prediction
     point = np.array([0.1, 0.0, 1.0])
+    origin = point + [0.0, 0.32, 0.0]
     np.testing.assert_allclose(fused.point_3d, point)
-    np.testing.assert_allclose(fused.trajectory[0], point)
-    np.testing.assert_allclose(fused.trajectory, point + STEPS * [0.0, 0.0, -0.25])  # per-point medians
-    np.testing.assert_allclose(fused.origin, point + [0.0, 0.32, 0.0])
+    np.testing.assert_allclose(fused.origin, origin)
+    assert fused.opening_extent == pytest.approx(0.9)  # the median extent
+    np.testing.assert_allclose(fused.learned_trajectory, point + STEPS * [0.0, 0.0, -0.25])  # per-point medians
+    # The published path is regenerated: an arc of 0.9 rad about the fused axis line through the fused origin.
+    np.testing.assert_allclose(fused.trajectory, trajectory_rotation(point, fused.axis, origin, 0.9, len(STEPS)))
+    radii = np.linalg.norm(np.cross(fused.trajectory - origin, fused.axis), axis=1)
+    np.testing.assert_allclose(radii, radii[0])
+
+
+def test_a_fused_translation_opens_along_the_fused_axis() -> None:
+    frames = [_prediction("translation", axis=(0.0, 0.1 * i, -1.0), extent=0.2 + 0.05 * i) for i in range(3)]
+    fused = fuse_predictions(frames).prediction
+    np.testing.assert_allclose(fused.trajectory, trajectory_translation(fused.point_3d, fused.axis, 0.25, len(STEPS)))
+
+
+def test_an_unknown_extent_leaves_the_hand_at_the_point() -> None:
+    frames = [_prediction(extent=math.nan) for _ in range(2)]
+    fused = fuse_predictions(frames).prediction
+    assert math.isnan(fused.opening_extent)
+    np.testing.assert_allclose(fused.trajectory, np.repeat(fused.point_3d[None], len(STEPS), axis=0))
 
 
 def test_translation_origin_is_the_fused_point() -> None:

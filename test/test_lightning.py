@@ -19,7 +19,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import segaff_core.lightning_module as lightning_module
-from segaff_core.checkpoint import CheckpointError, load_model
+from segaff_core.checkpoint import CheckpointError, load_model, save_checkpoint
 from segaff_core.config import ModelParams, OptimParams
 from segaff_core.data import SF3DDataModule, SF3DDataset, collate_samples
 from segaff_core.lightning_module import MAX_NONFINITE_STEPS, SegAffordanceModule
@@ -162,6 +162,24 @@ def test_validate_and_test_write_reports(
     assert 0.0 <= metrics["mIoU"] <= 1.0 and 0.0 <= metrics["P_Det"] <= 1.0
     table = (log_dir / f"{report}.md").read_text()
     assert "| mIoU |" in table and f"| num_samples | {num_samples} |" in table
+
+
+def test_a_checkpoint_older_than_a_model_field_is_rebuilt_as_trained(synthetic_root: Path, tmp_path: Path) -> None:
+    """A CVAE checkpoint written before ``cvae_prior`` existed (the seed's N(0, I) prior, as the shipped one)
+    loads through load_model and through ``fit.py test --ckpt_path`` although today's default differs."""
+    params = dataclasses.replace(ModelParams.small(), cvae_prior="standard")
+    path = save_checkpoint(build_model(params), params, tmp_path / "older.ckpt")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    del checkpoint["hyper_parameters"]["model_params"]["cvae_prior"]
+    torch.save(checkpoint, path)
+
+    model, loaded_params = load_model(path)
+    assert loaded_params.cvae_prior == "standard" and model.motion_head.prior is None
+    cli = run_cli("test", synthetic_root, tmp_path / "run", f"--ckpt_path={path}")
+    assert cli.model.model_params.cvae_prior == "standard"
+    assert json.loads((Path(cli.trainer.log_dir) / "test_metrics.json").read_text())["num_samples"] == split_size(
+        synthetic_root, "test"
+    )
 
 
 def test_predict_writes_a_line_and_a_mask_per_test_sample(fitted: Any, synthetic_root: Path, tmp_path: Path) -> None:

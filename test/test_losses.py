@@ -16,6 +16,7 @@ from segaff_core.losses import (
     dice_loss,
     gaussian_heatmap,
     geometric_residuals,
+    kl_normals,
     kl_standard_normal,
     resize_mask,
 )
@@ -180,6 +181,31 @@ def test_matching_outputs_give_zero_for_exact_terms() -> None:
     _, terms = compute_losses(outputs, batch, LossParams())
     for name in ("coord", "vae", "axis", "kl", "origin", "trajectory", "geometric"):
         assert terms[name].item() == pytest.approx(0.0, abs=1e-6), name
+
+
+def test_kl_between_normals_known_values() -> None:
+    mu, logvar = torch.randn(3, 4), torch.randn(3, 4)
+    assert kl_normals(mu, logvar, mu, logvar).item() == pytest.approx(0.0, abs=1e-6)
+    zeros = torch.zeros(3, 4)
+    assert kl_normals(mu, logvar, zeros, zeros).item() == pytest.approx(kl_standard_normal(mu, logvar).item(), rel=1e-6)
+    # N(0, 1) against N(1, 4): 0.5 * (1/4 + 1/4 - 1 + ln 4)
+    kl = kl_normals(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), torch.full((1, 1), math.log(4.0)))
+    assert kl.item() == pytest.approx(0.5 * (0.5 - 1.0 + math.log(4.0)), rel=1e-6)
+
+
+def test_conditional_prior_cvae_terms() -> None:
+    """KL against the given prior, and the posterior's axis loss added to the prior mean's."""
+    outputs, batch = make_case()
+    outputs["vae_mu"] = torch.ones(B, 8)
+    outputs["vae_prior_mu"] = torch.ones(B, 8)
+    outputs["vae_prior_logvar"] = torch.zeros(B, 8)
+    outputs["vae_axis"] = torch.tensor([[1.0, 0.0, 0.0]] * B)  # orthogonal to the ground truth's axis
+    params = LossParams()
+    _, terms = compute_losses(outputs, batch, params)
+    assert terms["kl"].item() == pytest.approx(0.0, abs=1e-6)  # the posterior equals the prior
+    assert terms["axis"].item() == pytest.approx(0.0, abs=1e-6)  # the prior mean's axis is right
+    assert terms["posterior_axis"].item() == pytest.approx(1.0, abs=1e-6)
+    assert terms["vae"].item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_total_equals_weighted_sum_of_terms() -> None:

@@ -1,5 +1,6 @@
 """SegAffordanceModel: output contract, parameter count, gradients, freezing, determinism, text caching."""
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -69,6 +70,61 @@ def test_cvae_outputs_with_targets():
     out = model(image, depth, text, targets=_targets(2, 256, 192))
     latent = ModelParams.small().vae_latent_dim
     assert out["vae_mu"].shape == (2, latent) and out["vae_logvar"].shape == (2, latent)
+
+
+def test_conditional_cvae_trains_the_prediction_inference_makes():
+    """With the conditional prior, the motion outputs in training are those inference gives (the prior
+    mean's), whatever the ground truth; the posterior's axis follows the ground truth."""
+    head = _small_model().motion_head.eval()
+    generator = torch.Generator().manual_seed(1)
+    condition = torch.randn(2, head.condition[0].in_features, generator=generator)
+    with torch.no_grad():
+        inferred = head(condition)
+        first = head(condition, torch.tensor([[1.0, 0.0, 0.0]] * 2), torch.tensor([0, 0]))
+        second = head(condition, torch.tensor([[0.0, 0.0, 1.0]] * 2), torch.tensor([1, 1]))
+    for key in ("axis", "motion_type_logits", "origin_offset"):
+        torch.testing.assert_close(first[key], inferred[key])
+        torch.testing.assert_close(second[key], inferred[key])
+    assert not torch.allclose(first["vae_axis"], second["vae_axis"])
+    assert {"vae_mu", "vae_logvar", "vae_prior_mu", "vae_prior_logvar"} <= set(first)
+
+
+def test_standard_prior_cvae_is_the_seeds():
+    """The seed's CVAE: motion from the posterior in training, z = 0 without ground truth, no prior net."""
+    head = _small_model(cvae_prior="standard").motion_head.eval()
+    assert head.prior is None
+    condition = torch.randn(2, head.condition[0].in_features)
+    axis, motion_type = torch.tensor([[1.0, 0.0, 0.0]] * 2), torch.tensor([0, 1])
+    with torch.no_grad():
+        posterior = head(condition, axis, motion_type)
+        hidden = head.condition(condition)
+        mu = head.encoder(torch.cat([hidden, axis, torch.nn.functional.one_hot(motion_type, 2).float()], -1))[:, :16]
+        expected = head._decode(hidden, mu)
+        at_zero = head._decode(hidden, torch.zeros(2, 16))
+        inferred = head(condition)
+    torch.testing.assert_close(posterior["axis"], expected["axis"])
+    torch.testing.assert_close(inferred["axis"], at_zero["axis"])
+    assert "vae_axis" not in posterior and "vae_prior_mu" not in posterior
+
+
+def test_cvae_samples_spread_about_the_conditional_prior():
+    head = _small_model().motion_head.eval()
+    with torch.no_grad():
+        head.prior.weight.zero_()
+        head.prior.bias.copy_(torch.cat([torch.full((16,), 3.0), torch.full((16,), math.log(0.01))]))
+        condition = torch.randn(1, head.condition[0].in_features)
+        hidden = head.condition(condition)
+        samples = head.sample(condition, 8, torch.Generator().manual_seed(0))
+        at_mean = head._decode(hidden, torch.full((1, 16), 3.0))
+        at_zero = head._decode(hidden, torch.zeros(1, 16))
+    spread = (samples["axis"] - at_mean["axis"]).norm(dim=-1).max().item()
+    from_zero = (at_zero["axis"] - at_mean["axis"]).norm(dim=-1).item()
+    assert 0.0 < spread < 0.2 * from_zero  # draws of N(3, 0.1^2): about the prior mean, not about z = 0
+
+
+def test_unknown_cvae_prior_is_refused():
+    with pytest.raises(ValueError, match="cvae_prior"):
+        ModelParams(cvae_prior="gaussian")
 
 
 def test_default_parameter_count():
@@ -172,15 +228,16 @@ def test_samples_do_not_mix_across_the_batch(small_model):
         torch.testing.assert_close(batched[key][1:2], value, atol=1e-4, rtol=1e-4)
 
 
-def test_cvae_posterior_changes_motion(small_model):
+def test_cvae_posterior_changes_its_own_axis_only(small_model):
     image, depth, text = _inputs(2, 256, 256)
     targets = _targets(2, 256, 256)
     with torch.inference_mode():
         prior = small_model(image, depth, text)
         motion_targets = {"axis": targets["axis"], "motion_type": targets["motion_type"]}
         posterior = small_model(image, depth, text, targets=motion_targets)
-    assert not torch.equal(prior["axis"], posterior["axis"])
-    assert torch.equal(prior["mask_logits"], posterior["mask_logits"])
+    assert not torch.equal(prior["axis"], posterior["vae_axis"])
+    for key in ("mask_logits", "axis", "trajectory"):
+        torch.testing.assert_close(prior[key], posterior[key])
 
 
 def test_sample_motion(small_model):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch import LightningDataModule
@@ -33,6 +34,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from segaff_core.callbacks import PredictionWriter
+from segaff_core.checkpoint import predated_model_params, read_checkpoint
 from segaff_core.lightning_module import SegAffordanceModule
 
 DEFAULT_ROOT_DIR = "runs/segaff"
@@ -61,6 +63,20 @@ class SegAffordanceCLI(LightningCLI):
         )
         for key in ("checkpoint.dirpath", "last_checkpoint.dirpath"):
             parser.link_arguments("trainer.default_root_dir", key, compute_fn=checkpoint_dir)
+
+    def before_instantiate_classes(self) -> None:
+        """A ``ckpt_path`` file rebuilds the model it was trained as: LightningCLI fills the model's
+        arguments from its hyperparameters, and a ModelParams field it predates takes its older value
+        (:data:`segaff_core.checkpoint.FIELDS_OF_OLDER_CHECKPOINTS`), not today's default."""
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        for name, value in predated_model_params(read_checkpoint(ckpt_path), f"ckpt_path {ckpt_path}").items():
+            setattr(config.model.model_params, name, value)
 
 
 def main(args: Optional[list[str]] = None) -> SegAffordanceCLI:

@@ -117,7 +117,7 @@ class SegAffordanceModel(nn.Module):
         # condition: mask-pooled decoder features, pooled v4, sentence state, point_xy
         cond_dim = params.vis_dim + channels[2] + params.word_dim + 2
         self.motion_head: Union[MotionVAE, MotionMLP] = (
-            MotionVAE(cond_dim, params.vae_hidden_dim, params.vae_latent_dim)
+            MotionVAE(cond_dim, params.vae_hidden_dim, params.vae_latent_dim, params.cvae_prior)
             if params.use_cvae
             else MotionMLP(cond_dim, params.vae_hidden_dim)
         )
@@ -255,7 +255,9 @@ class SegAffordanceModel(nn.Module):
         predicted mask) and ``axis (B,3)`` + ``motion_type (B,)`` (CVAE posterior). Returns
         ``mask_logits``, ``point_logits (B,1,H/4,W/4)``, ``point_xy (B,2)`` in [0,1], ``axis (B,3)`` unit,
         ``motion_type_logits (B,2)``, ``origin_offset (B,3)`` m, ``trajectory (B,T,3)`` m (first row 0),
-        and ``vae_mu``, ``vae_logvar (B,latent)`` when the CVAE posterior was used.
+        and ``vae_mu``, ``vae_logvar (B,latent)`` when the CVAE posterior was used (with the conditional
+        prior also ``vae_prior_mu``, ``vae_prior_logvar`` and the posterior's ``vae_axis (B,3)``; ``axis``
+        and the other motion outputs are then the prior mean's, as at inference).
         """
         return self.forward_with_text(image, depth, self.encode_text(text), targets, image_index)
 
