@@ -83,34 +83,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class PredictionWriter(BasePredictionWriter):
     """Writes what ``predict`` computes: ``<output_dir>/predictions.jsonl`` (a line per sample: its
-    ``image_id``, ``description`` and the :class:`~segaff_core.inference.AffordancePrediction` fields but
-    the mask) and ``<output_dir>/masks/<n>.png`` (mono8, 255 = part; ``mask_file`` in the line).
+    ``index`` in the data set, ``image_id``, ``description`` and the
+    :class:`~segaff_core.inference.AffordancePrediction` fields but the mask) and
+    ``<output_dir>/masks/<index>.png`` (mono8, 255 = part; ``mask_file`` in the line).
 
-    ``output_dir`` None: ``<trainer.default_root_dir>/predictions``. A run starts the file afresh; each
+    ``output_dir`` None: ``<trainer.default_root_dir>/predictions``. A run starts the files afresh; each
     batch's lines are appended as they come, so a killed run keeps what it predicted. Under DDP each rank
-    writes its own ``predictions.rank<N>.jsonl`` and ``masks/rank<N>_<n>.png``.
+    appends to its own ``predictions.rank<N>.jsonl``; at the end rank 0 merges them into
+    ``predictions.jsonl``, every sample once (the sampler repeats some to give the ranks equal shares) and
+    in data set order, and removes them.
     """
+
+    LINES_FILE = "predictions.jsonl"
 
     def __init__(self, output_dir: Optional[str] = None) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = output_dir
-        self._count = 0
 
     def _directory(self, trainer: "pl.Trainer") -> Path:
         return Path(self.output_dir or os.path.join(trainer.default_root_dir, "predictions"))
 
-    @staticmethod
-    def _names(trainer: "pl.Trainer") -> tuple[str, str]:
-        """The lines file and the mask name prefix of this rank."""
+    def _lines_file(self, trainer: "pl.Trainer", rank: Optional[int] = None) -> Path:
+        """This process's lines file (``rank``'s under DDP)."""
         if trainer.world_size == 1:
-            return "predictions.jsonl", "masks/"
-        return f"predictions.rank{trainer.global_rank}.jsonl", f"masks/rank{trainer.global_rank}_"
+            return self._directory(trainer) / self.LINES_FILE
+        return self._directory(trainer) / f"predictions.rank{trainer.global_rank if rank is None else rank}.jsonl"
 
     def on_predict_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         directory = self._directory(trainer)
         (directory / "masks").mkdir(parents=True, exist_ok=True)
-        (directory / self._names(trainer)[0]).write_text("")
-        self._count = 0
+        self._lines_file(trainer).write_text("")
+        if trainer.world_size > 1 and trainer.is_global_zero:
+            (directory / self.LINES_FILE).unlink(missing_ok=True)  # an earlier run's: not mixed with this one
 
     def write_on_batch_end(
         self,
@@ -125,16 +129,43 @@ class PredictionWriter(BasePredictionWriter):
         if prediction is None:  # every sample of the batch was skipped as bad
             return
         directory = self._directory(trainer)
-        lines_file, mask_prefix = self._names(trainer)
         lines = []
-        for image_id, description, result in zip(
-            prediction["image_id"], prediction["description"], prediction["predictions"]
+        for index, image_id, description, result in zip(
+            prediction["index"], prediction["image_id"], prediction["description"], prediction["predictions"]
         ):
-            mask_file = f"{mask_prefix}{self._count:06d}.png"
-            if not cv2.imwrite(str(directory / mask_file), result.mask.astype(np.uint8) * 255):
-                raise OSError(f"cannot write {directory / mask_file}")
-            lines.append(json.dumps({"image_id": image_id, "description": description, "mask_file": mask_file,
-                                     **result.to_dict(include_mask=False)}))
-            self._count += 1
-        with open(directory / lines_file, "a", encoding="utf-8") as stream:
+            mask_file = f"masks/{int(index):06d}.png"
+            _write_png_atomically(directory / mask_file, result.mask.astype(np.uint8) * 255)
+            lines.append(json.dumps({"index": int(index), "image_id": image_id, "description": description,
+                                     "mask_file": mask_file, **result.to_dict(include_mask=False)}))
+        with open(self._lines_file(trainer), "a", encoding="utf-8") as stream:
             stream.write("".join(line + "\n" for line in lines))
+
+    def on_predict_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """Under DDP: once every rank has written, rank 0 merges their lines (see the class docstring)."""
+        if trainer.world_size == 1:
+            return
+        trainer.strategy.barrier("segaff_predictions_written")
+        if not trainer.is_global_zero:
+            return
+        rank_files = [self._lines_file(trainer, rank) for rank in range(trainer.world_size)]
+        unique: dict[int, str] = {}
+        for rank_file in rank_files:
+            for line in rank_file.read_text(encoding="utf-8").splitlines():
+                unique.setdefault(int(json.loads(line)["index"]), line)
+        merged = self._directory(trainer) / self.LINES_FILE
+        partial = merged.with_name(f".{merged.name}.partial")
+        partial.write_text("".join(unique[index] + "\n" for index in sorted(unique)), encoding="utf-8")
+        os.replace(partial, merged)
+        for rank_file in rank_files:
+            rank_file.unlink()
+
+
+def _write_png_atomically(path: Path, image: np.ndarray) -> None:
+    """``image`` as a PNG at ``path`` through a temporary file and a rename: two ranks writing the same
+    sample's mask (a padding repeat) never interleave."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"cannot encode {path} as PNG")
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    partial.write_bytes(encoded.tobytes())
+    os.replace(partial, path)

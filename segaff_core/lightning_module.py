@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from segaff_core.checkpoint import CheckpointError, model_state_dict, read_checkpoint
 from segaff_core.config import LossParams, ModelParams, OptimParams, TestParams
+from segaff_core.distributed import gather_unique
 from segaff_core.inference import MOTION_TYPES, AffordancePrediction, prediction_from_outputs
 from segaff_core.losses import compute_losses
 from segaff_core.metrics import MetricAccumulator, write_report
@@ -190,6 +190,7 @@ class SegAffordanceModule(L.LightningModule):
             pred_learned_trajectory=np.stack([p.learned_trajectory for p in predictions]),
             gt_trajectory=batch["point_3d"][:, None, :] + batch["trajectory"],  # the data sets' are relative
             has_trajectory=batch["has_trajectory"],
+            sample_index=batch.get("index"),
         )
         return outputs
 
@@ -231,11 +232,14 @@ class SegAffordanceModule(L.LightningModule):
             experiment.add_image(f"val/sample_{index}", image, self.global_step, dataformats="HWC")
 
     def on_validation_epoch_end(self) -> None:
-        """Log the aggregate metrics (val/<name>); a ``validate`` run also writes the report."""
+        """Log the aggregate metrics (val/<name>) over every rank's samples, each once; a ``validate`` run
+        also writes the report."""
+        self._gather_results(self.val_metrics)
         if not self.val_metrics.results:  # every batch was skipped
             return
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
+        # Every rank computed the same values from the same samples: their mean is each one.
         self.log_dict({f"val/{name}": float(value) for name, value in metrics.items()}, sync_dist=True)
         if self.trainer.state.fn == TrainerFn.VALIDATING:
             self._write_report(metrics)
@@ -249,17 +253,23 @@ class SegAffordanceModule(L.LightningModule):
         self.test_metrics.reset()
 
     def on_test_epoch_end(self) -> None:
-        """Log the aggregate metrics (test/<name>) and write the JSON and Markdown report to the log dir."""
+        """Log the aggregate metrics (test/<name>) over every rank's samples, each once, and write the JSON
+        and Markdown report to the log dir; ``test_metrics.results`` keeps them, in data set order."""
+        self._gather_results(self.test_metrics)
         metrics = self.test_metrics.compute()
-        self.log_dict({f"test/{name}": float(value) for name, value in metrics.items()})
+        self.log_dict({f"test/{name}": float(value) for name, value in metrics.items()}, sync_dist=True)
         self._write_report(metrics)
 
+    @staticmethod
+    def _gather_results(accumulator: MetricAccumulator) -> None:
+        """Replace ``accumulator``'s results with every rank's, one per sample (a collective under DDP)."""
+        accumulator.results[:] = gather_unique(accumulator.results, lambda result: result.sample_index)
+
     def _write_report(self, metrics: dict[str, float]) -> None:
-        """``<name>.json`` and ``<name>.md`` in the logger's log dir (else the trainer's default_root_dir)."""
-        if self.trainer.world_size > 1:
-            rank_zero_warn("the report covers rank 0's samples only: evaluate on one device (trainer.devices=1)")
+        """``<name>.json`` and ``<name>.md`` in the logger's log dir (else the trainer's default_root_dir),
+        written by rank 0. Every rank asks for the log dir: under DDP that is a collective."""
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         if self.trainer.is_global_zero:
-            out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             name = REPORT_NAMES[self.trainer.state.fn.value]
             write_report(metrics, out_dir / f"{name}.json", out_dir / f"{name}.md")
 
@@ -268,7 +278,8 @@ class SegAffordanceModule(L.LightningModule):
         if batch is None:
             return None
         predictions = self._postprocess(self(batch), batch)
-        return {"image_id": batch["image_id"], "description": batch["description"], "predictions": predictions}
+        return {"image_id": batch["image_id"], "description": batch["description"],
+                "index": batch["index"].tolist(), "predictions": predictions}
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW on the trainable parameters (backbone at ``lr * backbone_lr_multiplier``) and the schedule of

@@ -19,6 +19,7 @@ detected samples with the right motion type (as OPD); the point error averages o
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -65,6 +66,7 @@ class SampleResult:
     learned_endpoint_error_m: float = math.nan
     roughness_m: float = math.nan
     learned_roughness_m: float = math.nan
+    sample_index: int = -1  # the sample's index in its data set (-1: not given)
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -267,6 +269,7 @@ class MetricAccumulator:
         pred_learned_trajectory: Any = None,
         gt_trajectory: Any = None,
         has_trajectory: Any = None,
+        sample_index: Any = None,
     ) -> list[SampleResult]:
         """Add a batch (numpy arrays or torch tensors, leading dim B) and return its results.
 
@@ -274,7 +277,8 @@ class MetricAccumulator:
         resolution; motion types (B,) labels (0 translation, 1 rotation); axes, origins (B, 3);
         points (B, 2) in [0, 1]; ``diameter`` (B,) metres (0 = unknown); optionally the absolute
         trajectories (B, T, 3), published and learned, the ground truth's and ``has_trajectory`` (B,) bool
-        (every ground truth counts as known when it is None).
+        (every ground truth counts as known when it is None); ``sample_index`` (B,) the samples' data set
+        indices (kept in :attr:`SampleResult.sample_index`).
         """
         pred_masks, gt_masks = _numpy(pred_mask), _numpy(gt_mask)
         if pred_masks.ndim == 4:
@@ -298,6 +302,10 @@ class MetricAccumulator:
                  else _numpy(has_trajectory).reshape(-1).astype(bool))
         if optional["gt_trajectory"] is None:
             known[:] = False
+        indices = (np.full(batch_size, -1) if sample_index is None
+                   else _numpy(sample_index).reshape(-1).astype(np.int64))
+        if len(indices) != batch_size:
+            raise ValueError(f"sample_index needs the batch size {batch_size}, got {len(indices)}")
 
         def trajectories(i: int) -> dict[str, Optional[np.ndarray]]:
             if not known[i]:
@@ -305,7 +313,7 @@ class MetricAccumulator:
             return {name: None if value is None else value[i] for name, value in optional.items()}
 
         batch_results = [
-            evaluate_sample(
+            dataclasses.replace(evaluate_sample(
                 **trajectories(i),
                 pred_mask=pred_masks[i],
                 gt_mask=gt_masks[i],
@@ -319,7 +327,7 @@ class MetricAccumulator:
                 gt_origin=gt_origins[i],
                 diameter=float(diameters[i]),
                 params=self.params,
-            )
+            ), sample_index=int(indices[i]))
             for i in range(batch_size)
         ]
         self.results.extend(batch_results)

@@ -73,7 +73,7 @@ def test_samples_follow_the_records(sf3d_make_root):
         sample, record = dataset[index], sf3d_record(index)
         assert sample["image"].shape == (3, 256, 256) and sample["depth"].shape == sample["mask"].shape
         assert torch.equal(sample["text"], tokenize(record["description"])[0])
-        assert sample["image_id"] == record["rgb_path"]
+        assert sample["image_id"] == record["rgb_path"] and sample["index"].item() == index
         assert sample["motion_type"].item() == (1 if index % 2 else 0)
         np.testing.assert_allclose(sample["axis"].numpy(), [0, 1, 0])
         np.testing.assert_allclose(sample["origin"].numpy(), record["motion_origin_camera_coords"], atol=1e-6)

@@ -218,7 +218,9 @@ def test_update_takes_torch_batches() -> None:
         pred_origin=torch.zeros(2, 3),
         gt_origin=torch.zeros(2, 3),
         diameter=torch.ones(2),
+        sample_index=torch.tensor([7, 3]),
     )
+    assert [r.sample_index for r in results] == [7, 3]
     assert [r.motion_type_correct for r in results] == [True, False]
     assert results[1].axis_error_deg == pytest.approx(90.0)
     assert accumulator.compute()["P_Det+M"] == pytest.approx(0.5)
@@ -231,6 +233,9 @@ def test_update_rejects_mismatched_batch() -> None:
     values["gt_axis"] = np.stack([Z, Z])
     with pytest.raises(ValueError, match="batch size"):
         MetricAccumulator().update(**values)
+    one = {name: np.asarray(v)[None] for name, v in sample().items()}
+    with pytest.raises(ValueError, match="sample_index"):
+        MetricAccumulator().update(**one, sample_index=np.array([1, 2]))
 
 
 def test_write_report(tmp_path: Path) -> None:

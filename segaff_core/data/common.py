@@ -239,7 +239,7 @@ class AffordanceDataset(Dataset):
             raw = self._load(index)
             if self.preprocess.augment and float(torch.rand(())) < MIRROR_PROBABILITY:
                 raw = mirror_sample(raw)
-            return to_sample(raw, self.preprocess)
+            return {**to_sample(raw, self.preprocess), "index": torch.tensor(index, dtype=torch.long)}
         except DatasetError as error:
             if not self.skip_bad:
                 raise
