@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segaff_core.checkpoint import DEFAULT_CHECKPOINT
 from segaff_core.data import SF3DDataset
@@ -34,13 +35,18 @@ def odd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run_fit(subcommand: str, root: Path, run_dir: Path, devices: int) -> None:
-    """``train/fit.py SUBCOMMAND`` with the shipped checkpoint on ``root``, on ``devices`` CPU processes."""
+def run_fit(subcommand: str, root: Path, run_dir: Path, devices: int, *extra: str) -> None:
+    """``train/fit.py SUBCOMMAND`` on ``root`` with ``devices`` CPU processes: the shipped checkpoint with
+    the test config, or for ``fit`` the synthetic training config."""
+    if subcommand == "fit":
+        model = ["--config", "config/synthetic_train.yaml"]
+    else:
+        model = ["--config", "config/synthetic_test.yaml", f"--ckpt_path={DEFAULT_CHECKPOINT}"]
     command = [
-        sys.executable, "train/fit.py", subcommand, "--config", "config/synthetic_test.yaml",
-        f"--ckpt_path={DEFAULT_CHECKPOINT}", f"--data.init_args.root={root}", "--data.init_args.input_size=[160, 160]",
-        "--data.init_args.batch_size=2", "--data.init_args.num_workers=0", f"--trainer.default_root_dir={run_dir}",
-        "--trainer.accelerator=cpu", f"--trainer.devices={devices}", "--trainer.enable_progress_bar=false",
+        sys.executable, "train/fit.py", subcommand, *model, f"--data.init_args.root={root}",
+        "--data.init_args.input_size=[160, 160]", "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
+        f"--trainer.default_root_dir={run_dir}", "--trainer.accelerator=cpu", f"--trainer.devices={devices}",
+        "--trainer.enable_progress_bar=false", *extra,
     ]
     if devices > 1:
         command.append("--trainer.strategy=ddp")
@@ -91,6 +97,15 @@ def test_two_ranks_predict_every_sample_once(odd_root: Path, tmp_path: Path) -> 
         assert distributed["description"] == single["description"]
         assert distributed["motion_type"] == single["motion_type"]
         assert distributed["point_px"] == pytest.approx(single["point_px"], abs=1e-3)
+
+
+def test_two_ranks_train_validate_and_checkpoint(odd_root: Path, tmp_path: Path) -> None:
+    run_fit("fit", odd_root, tmp_path, 2, "--trainer.max_steps=2", "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1")
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    (events,) = tmp_path.glob("lightning_logs/version_*/events.out.tfevents.*")
+    scalars = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    assert {"val/mIoU", "val/P_Det", "val/num_samples", "train/loss"} <= set(scalars)
 
 
 def test_gather_unique_in_one_process_keeps_one_record_per_index_in_order() -> None:
