@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segaff_core.config import LossParams, ModelParams
-from segaff_core.losses import compute_losses
+from segaff_core.losses import compute_losses, kl_normals
 from segaff_core.model import SegAffordanceModel, TextFeatures, build_model
 from segaff_core.model.layers import DepthEncoder, soft_argmax
 from segaff_core.text import tokenize, trim_padding
@@ -87,6 +87,20 @@ def test_conditional_cvae_trains_the_prediction_inference_makes():
         torch.testing.assert_close(second[key], inferred[key])
     assert not torch.allclose(first["vae_axis"], second["vae_axis"])
     assert {"vae_mu", "vae_logvar", "vae_prior_mu", "vae_prior_logvar"} <= set(first)
+
+
+def test_only_the_prediction_s_loss_reaches_the_condition_of_the_conditional_cvae():
+    head = _small_model().motion_head.train()
+    condition = torch.randn(2, head.condition[0].in_features, requires_grad=True)
+    axis = torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
+    out = head(condition, axis, torch.tensor([0, 1]))
+    posterior_and_kl = (out["vae_axis"] - axis).square().sum() + kl_normals(
+        out["vae_mu"], out["vae_logvar"], out["vae_prior_mu"], out["vae_prior_logvar"])
+    posterior_and_kl.backward()
+    assert condition.grad is None or not condition.grad.any()
+    assert head.encoder[0].weight.grad.abs().sum() > 0 and head.prior.weight.grad.abs().sum() > 0
+    out["axis"].square().sum().backward()
+    assert condition.grad.abs().sum() > 0
 
 
 def test_standard_prior_cvae_is_the_seeds():
