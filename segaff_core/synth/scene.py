@@ -30,8 +30,12 @@ def _wall_material(rng: np.random.Generator) -> Material:
 
 
 def _pictures(sb: SceneBuilder, rng: np.random.Generator, x0: float, x1: float) -> None:
-    """0-2 framed pictures on the back wall: distractors without parts."""
-    for _ in range(int(rng.integers(0, 3))):
+    """0-2 framed pictures on the back wall between ``x0`` and ``x1``: distractors without parts; none where
+    the wall beside the furniture is too narrow (``x1 <= x0``)."""
+    count = int(rng.integers(0, 3))
+    if x1 <= x0:
+        return
+    for _ in range(count):
         w, h = rng.uniform(0.3, 0.8), rng.uniform(0.25, 0.6)
         x, z = rng.uniform(x0, x1), rng.uniform(1.3, 2.3 - h)
         frame = sb.add_material(Material("plain", (0.1, 0.08, 0.06), (0.1, 0.08, 0.06)))
