@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segaff_core.geometry import trajectory_rotation, trajectory_translation
-from segaff_core.inference import AffordancePrediction
+from segaff_core.inference import MOTION_TYPES, AffordancePrediction
+from segaff_core.motion import opening_trajectory
 
 
 @dataclass
@@ -75,7 +75,7 @@ def fuse_predictions(predictions: Sequence[AffordancePrediction]) -> FusedPredic
         else:
             origin = point_3d + np.median([frame.origin - frame.point_3d for frame in lifted], axis=0)
         extent = _median_finite([frame.opening_extent for frame in lifted])
-        trajectory = _published_trajectory(motion_type, point_3d, axis, origin, extent, points)
+        trajectory = opening_trajectory(MOTION_TYPES.index(motion_type), point_3d, axis, origin, extent, points)
         if all(frame.learned_trajectory is not None for frame in lifted):
             learned_trajectory = point_3d[None, :] + np.median(
                 [frame.learned_trajectory - frame.learned_trajectory[:1] for frame in lifted], axis=0
@@ -135,19 +135,6 @@ def _median_finite(values: Sequence[float]) -> float:
     """Median of the finite ``values``; NaN when none is."""
     finite = [value for value in values if math.isfinite(value)]
     return float(np.median(finite)) if finite else math.nan
-
-
-def _published_trajectory(
-    motion_type: str, point_3d: np.ndarray, axis: np.ndarray, origin: np.ndarray, extent: float, points: int
-) -> np.ndarray:
-    """``points`` positions (points, 3) of the hand opening the part by ``extent`` from ``point_3d``: along
-    ``axis`` (translation) or about the line (``origin``, ``axis``); it stays at ``point_3d`` when the axis
-    or the extent is unknown."""
-    if not (math.isfinite(extent) and np.all(np.isfinite(axis)) and np.any(axis)):
-        return np.repeat(point_3d[None, :], points, axis=0)
-    if motion_type == "translation":
-        return trajectory_translation(point_3d, axis, extent, points)
-    return trajectory_rotation(point_3d, axis, origin, extent, points)
 
 
 def _majority_motion_type(frames: list[AffordancePrediction]) -> str:

@@ -70,8 +70,21 @@ def publish_motion(
         return PublishedMotion(axis=unit_axis, extent=0.0, relative_trajectory=np.zeros((points, 3)))
     if motion_type == 0:
         extent = abs(float(chord @ unit_axis))
-        relative = trajectory_translation(start, unit_axis, extent, points)
     else:
         extent = _swept_angle(unit_axis, start - offset, learned[-1] - offset)
-        relative = trajectory_rotation(start, unit_axis, offset, extent, points)
+    relative = opening_trajectory(motion_type, start, unit_axis, offset, extent, points)
     return PublishedMotion(axis=unit_axis, extent=extent, relative_trajectory=relative)
+
+
+def opening_trajectory(
+    motion_type: int, start: np.ndarray, axis: np.ndarray, origin: np.ndarray, extent: float, points: int
+) -> np.ndarray:
+    """``points`` positions (points, 3) of the hand opening the part by ``extent`` from ``start``: along the
+    unit ``axis`` (translation, 0) or about the line (``origin``, ``axis``) (rotation, 1); it stays at
+    ``start`` when the axis or the extent is unknown (not finite, or a zero axis)."""
+    start = np.asarray(start, np.float64)
+    if not (math.isfinite(extent) and np.all(np.isfinite(axis)) and np.any(axis)):
+        return np.repeat(start[None, :], points, axis=0)
+    if motion_type == 0:
+        return trajectory_translation(start, axis, extent, points)
+    return trajectory_rotation(start, axis, origin, extent, points)
