@@ -106,18 +106,27 @@ class Client:
         return False
 
     def send(self, sample: Any, instruction: str, timeout_s: float) -> Optional[tuple[float, Any]]:
-        """Publish one frame stamped now; (latency s, result) once its result arrives, else None."""
+        """Publish one frame stamped now; (latency s, result) once its result arrives, else None.
+
+        The messages are built before the stamp is taken, as a camera driver has its image in a message
+        when it stamps it: the clock runs from publishing (serialisation and transport included).
+        """
         from std_msgs.msg import Header
 
         from segaff_ros import conversions
 
-        stamp = self.node.get_clock().now()
-        header = Header(frame_id="camera_color_optical_frame", stamp=stamp.to_msg())
-        self.instruction.publish(self._String(data=instruction))
-        self.rgb.publish(conversions.numpy_to_image(sample.rgb, "rgb8", header))
-        self.depth.publish(conversions.numpy_to_image(sample.depth_m * 1000.0, "16UC1", header))
+        header = Header(frame_id="camera_color_optical_frame")
         height, width = sample.rgb.shape[:2]
-        self.info.publish(conversions.K_to_camera_info(sample.K, width, height, header))
+        messages = (
+            (self.rgb, conversions.numpy_to_image(sample.rgb, "rgb8", header)),
+            (self.depth, conversions.numpy_to_image(sample.depth_m * 1000.0, "16UC1", header)),
+            (self.info, conversions.K_to_camera_info(sample.K, width, height, header)),
+        )
+        self.instruction.publish(self._String(data=instruction))
+        stamp = self.node.get_clock().now()
+        for publisher, msg in messages:
+            msg.header.stamp = stamp.to_msg()
+            publisher.publish(msg)
         with self._arrived:
             if not self._arrived.wait_for(lambda: stamp.nanoseconds in self._results, timeout_s):
                 return None

@@ -69,15 +69,24 @@ def header_of(topic: str, msg: Any) -> Any:
 
 
 def complete_stamp(probe: Probe, stamps: list[int], instruction: str) -> Optional[int]:
-    """A stamp of ``stamps`` processed with ``instruction`` for which every output topic has a message."""
+    """A stamp of ``stamps`` processed only with ``instruction`` for which every output topic has a message.
+
+    A new instruction makes the node answer again on its newest frame, so a stamp can be processed twice
+    (with the previous test's instruction, then with this one): such stamps are left out, so that each
+    topic's message at the returned stamp belongs to ``instruction``.
+    """
     common = {stamp_to_ns(r.header.stamp) for r in results_for(probe, stamps, instruction)}
+    common -= {stamp_to_ns(r.header.stamp) for r in results_for(probe, stamps) if r.instruction != instruction}
     for topic in OUTPUT_TOPICS:
         common &= {stamp_to_ns(header_of(topic, m).stamp) for m in probe.messages(topic)}
     return max(common) if common else None
 
 
 def message_at(probe: Probe, topic: str, stamp: int) -> Any:
-    return next(m for m in probe.messages(topic) if stamp_to_ns(header_of(topic, m).stamp) == stamp)
+    """The one message of ``topic`` with ``stamp``."""
+    matches = [m for m in probe.messages(topic) if stamp_to_ns(header_of(topic, m).stamp) == stamp]
+    assert len(matches) == 1, f"{len(matches)} messages on {topic} with stamp {stamp}"
+    return matches[0]
 
 
 def results_for(probe: Probe, stamps: list[int], instruction: Optional[str] = None) -> list[Any]:
