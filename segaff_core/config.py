@@ -110,7 +110,12 @@ class LossParams:
 
 @dataclass
 class TestParams:
-    """Evaluation thresholds (seed defaults) and the two named origin criteria."""
+    """Evaluation thresholds (seed defaults) and the two named origin criteria.
+
+    ``surface_axis``: evaluate the axis as the Predictor publishes it by default, made to agree with the
+    part's surface where it nearly does (:func:`segaff_core.motion.surface_consistent_axis`); False scores
+    the model's own axis.
+    """
 
     test_iou_threshold: float = 0.5
     test_motion_threshold_deg: float = 10.0
@@ -119,6 +124,7 @@ class TestParams:
     test_visualize_debug: bool = False
     opd_origin_threshold: float = 0.25
     seed_origin_threshold: float = 0.1
+    surface_axis: bool = True
 
 
 @dataclass

@@ -12,6 +12,8 @@ full resolution and lifted to 3D with the depth map (:mod:`segaff_core.lifting`)
 - ``approach``: minus the surface normal of the masked points within ``NORMAL_RADIUS_M`` of ``point_3d``
   (the viewing ray when fewer than 3 such points exist);
 - ``origin``: ``point_3d + origin_offset`` for rotation, ``point_3d`` for translation;
+- ``axis``: the predicted axis in the opening sense, made to agree with the surface at the handle where it
+  nearly does (``surface_axis``, :func:`~segaff_core.motion.surface_consistent_axis`);
 - ``trajectory``: ``point_3d`` plus the model's relative trajectory, as predicted (no arc fitting).
 
 When no valid depth is found for the point, ``valid_3d`` is False and the 3D fields are NaN (the axis,
@@ -168,7 +170,8 @@ class Predictor:
     ``"cpu"``, ``"cuda[:N]"``. ``precision``: ``fp32``, ``fp16`` (CUDA only: on the CPU a warning, then
     fp32) or ``bf16`` (CUDA, or a CPU with native bf16: elsewhere a ValueError naming the missing CPU
     feature, as emulated bf16 is slower than fp32). Depths outside ``[min_depth_m, max_depth_m]`` are not
-    used for the 3D point.
+    used for the 3D point. ``surface_axis`` (default True) makes the axis agree with the part's surface where
+    it nearly does (:func:`~segaff_core.motion.surface_consistent_axis`); False publishes the model's axis.
 
     ``backend`` runs the per-frame network (:mod:`segaff_core.runtimes`): ``"auto"`` (the fastest runtime
     installed for the device that reproduces PyTorch fp32, see :mod:`segaff_core.runtimes.selection`;
@@ -208,6 +211,7 @@ class Predictor:
         threads: Optional[int] = None,
         backend: str = "auto",
         cache_dir: Union[str, "PathLike[str]", None] = None,
+        surface_axis: bool = True,
     ) -> None:
         height, width = (int(size) for size in input_size)
         if height <= 0 or width <= 0 or height % 32 or width % 32:
@@ -234,6 +238,7 @@ class Predictor:
         self.precision: Precision = precision
         self.input_size = (height, width)
         self.mask_threshold = mask_threshold
+        self.surface_axis = surface_axis
         self.min_depth_m = min_depth_m
         self.max_depth_m = max_depth_m
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -393,7 +398,8 @@ class Predictor:
         self._synchronize()
         image_done = time.perf_counter()
         prediction = prediction_from_outputs(
-            outputs, rgb.shape[:2], depth_m, K, 0, self.mask_threshold, self.min_depth_m, self.max_depth_m
+            outputs, rgb.shape[:2], depth_m, K, 0, self.mask_threshold, self.min_depth_m, self.max_depth_m,
+            self.surface_axis,
         )
         end = time.perf_counter()
         prediction.timings = {
@@ -462,6 +468,7 @@ def prediction_from_outputs(
     mask_threshold: float = 0.5,
     min_depth_m: float = 0.1,
     max_depth_m: float = 10.0,
+    surface_axis: bool = True,
 ) -> AffordancePrediction:
     """Item ``index`` of the model's ``outputs`` at the image size ``rgb_hw`` (K's), lifted to 3D.
 
@@ -475,7 +482,7 @@ def prediction_from_outputs(
     point_3d, approach = lift_point(u, v, host.mask, depth_m, K, min_depth_m, max_depth_m)
     origin = point_3d + host.origin_offset if motion_index == 1 else point_3d.copy()
     learned = host.trajectory - host.trajectory[:1]
-    motion = publish_motion(motion_index, host.axis, host.origin_offset, approach, learned)
+    motion = publish_motion(motion_index, host.axis, host.origin_offset, approach, learned, surface_axis)
     return AffordancePrediction(
         mask=host.mask,
         mask_score=host.mask_score,

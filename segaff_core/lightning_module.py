@@ -201,7 +201,8 @@ class SegAffordanceModule(L.LightningModule):
         intrinsics = batch["K"].double().cpu().numpy()
         return [
             prediction_from_outputs(
-                outputs, size, depths[i], intrinsics[i], i, self.test_params.test_pred_threshold
+                outputs, size, depths[i], intrinsics[i], i, self.test_params.test_pred_threshold,
+                surface_axis=self.test_params.surface_axis,
             )
             for i in range(len(depths))
         ]

@@ -9,6 +9,10 @@ point, or a velocity nearly parallel to the surface) the model's learned traject
 
 The opening extent (metres or radians) is read off the learned trajectory: how far its last point lies
 along the axis (translation) or the angle it swept about the axis line (rotation).
+
+With ``surface_axis`` (the default) the axis is first made to agree with the part's surface at the handle
+where it nearly does (:func:`surface_consistent_axis`): furniture's drawers slide along the normal of their
+front, and its doors and lids turn about a line in the plane of their front.
 """
 from __future__ import annotations
 
@@ -21,6 +25,10 @@ from segaff_core.geometry import axis_in_opening_sense, opening_velocity, trajec
 
 MIN_APPROACH_AGREEMENT = 0.2
 """|cos| between the opening velocity and the approach below which the approach does not decide the sign."""
+
+SURFACE_AXIS_MAX_DEG = 30.0
+"""Largest angle between the predicted axis and what the surface implies (translation: the normal; rotation:
+the plane) for which :func:`surface_consistent_axis` replaces it; further off, the prediction stands."""
 
 _EPS = 1e-9
 
@@ -48,14 +56,37 @@ def _swept_angle(axis: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
     return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
 
 
+def surface_consistent_axis(
+    motion_type: int, axis: np.ndarray, approach: np.ndarray, max_deg: float = SURFACE_AXIS_MAX_DEG
+) -> np.ndarray:
+    """The unit ``axis`` made to agree with the surface whose normal is ``-approach`` where it nearly does.
+
+    Translation within ``max_deg`` of the normal: the normal, with the axis's sign. Rotation within
+    ``max_deg`` of the surface plane: its projection onto the plane (the model keeps choosing the hinge's
+    direction in it). Otherwise (a sliding door, a hinge off the surface) and when the approach is unknown
+    (NaN) the axis is returned as it is. The approach must be a surface normal: :func:`segaff_core.lifting.lift_point`
+    falls back to the viewing ray only where fewer than 3 depth points lie near the handle.
+    """
+    normal = _unit(np.asarray(approach, np.float64))
+    if not np.any(normal) or not np.any(axis):
+        return axis
+    cos = float(axis @ normal)
+    if motion_type == 0:
+        return math.copysign(1.0, cos) * normal if abs(cos) >= math.cos(math.radians(max_deg)) else axis
+    return _unit(axis - cos * normal) if abs(cos) <= math.sin(math.radians(max_deg)) else axis
+
+
 def publish_motion(
     motion_type: int, axis: np.ndarray, origin_offset: np.ndarray, approach: np.ndarray,
-    learned_trajectory: np.ndarray,
+    learned_trajectory: np.ndarray, surface_axis: bool = True,
 ) -> PublishedMotion:
     """The published motion of a prediction: ``axis`` (3,) as predicted (any sign), ``origin_offset`` (3,)
     from the interaction point to the axis line (rotation), ``approach`` (3,) into the surface (NaN when
-    unknown), ``learned_trajectory`` (T, 3) relative to the interaction point (first row zero)."""
+    unknown), ``learned_trajectory`` (T, 3) relative to the interaction point (first row zero);
+    ``surface_axis``: first make the axis agree with the surface (:func:`surface_consistent_axis`)."""
     unit_axis = _unit(np.asarray(axis, np.float64))
+    if surface_axis:
+        unit_axis = surface_consistent_axis(motion_type, unit_axis, approach)
     learned = np.asarray(learned_trajectory, np.float64)
     chord = learned[-1] - learned[0]
     offset = np.asarray(origin_offset, np.float64)

@@ -27,7 +27,7 @@ from segaff_core.inference import (
 )
 from segaff_core.geometry import robust_depth_at, trajectory_rotation
 from segaff_core.metrics import trajectory_roughness
-from segaff_core.motion import publish_motion
+from segaff_core.motion import publish_motion, surface_consistent_axis
 from segaff_core.model import build_model
 
 INPUT_SIZE = (64, 64)
@@ -158,7 +158,7 @@ def test_outputs_to_prediction(depth, motion_type):
         "origin_offset": torch.tensor([[0.3, 0.0, 0.0]]),
         "trajectory": relative[None],
     }
-    result = prediction_from_outputs(outputs, (HEIGHT, WIDTH), depth, K)
+    result = prediction_from_outputs(outputs, (HEIGHT, WIDTH), depth, K, surface_axis=False)
     assert result.point_px == ((WIDTH - 1) / 2, (HEIGHT - 1) / 2)
     outside = np.ones_like(result.mask)
     outside[18:82, 38:102] = False  # bilinear upsampling blurs the edge by a pixel or two
@@ -187,6 +187,14 @@ def test_outputs_to_prediction(depth, motion_type):
     else:
         np.testing.assert_allclose(result.trajectory - result.point_3d, 0.0, atol=1e-12)  # the learned path
         assert result.opening_extent == pytest.approx(0.0, abs=1e-7)  # does not move along a vertical axis
+    # By default the axis agrees with the surface where it nearly does: the hinge lies in the surface's plane;
+    # the vertical translation, 90 deg from the normal, is kept.
+    default = prediction_from_outputs(outputs, (HEIGHT, WIDTH), depth, K)
+    if motion_type == 1:
+        assert abs(default.axis @ default.approach) < 1e-9
+        assert abs(default.axis @ result.axis) > np.cos(np.radians(30.0))
+    else:
+        np.testing.assert_allclose(default.axis, result.axis)
 
 
 def test_deterministic(predictor, rgb, depth, prediction):
@@ -459,6 +467,49 @@ def test_published_door_motion_is_the_right_handed_arc_of_opening():
         assert motion.extent == pytest.approx(np.pi / 2)
         np.testing.assert_allclose(motion.relative_trajectory, quarter_turn, atol=1e-12)
         assert trajectory_roughness(motion.relative_trajectory) < trajectory_roughness(jagged) / 5
+
+
+def _tilted(axis: np.ndarray, toward: np.ndarray, degrees: float) -> np.ndarray:
+    """The unit ``axis`` turned by ``degrees`` toward the unit ``toward`` (perpendicular to it)."""
+    angle = np.radians(degrees)
+    return np.cos(angle) * axis + np.sin(angle) * toward
+
+
+def test_a_drawer_axis_near_the_front_s_normal_becomes_the_normal():
+    approach = np.array([0.0, 0.0, 1.0])  # into a front facing the camera: its normal is -z
+    for sign in (1.0, -1.0):
+        axis = sign * _tilted(np.array([0.0, 0.0, -1.0]), np.array([1.0, 0.0, 0.0]), 20.0)
+        np.testing.assert_allclose(surface_consistent_axis(0, axis, approach), sign * np.array([0.0, 0.0, -1.0]))
+
+
+def test_a_door_axis_near_the_front_s_plane_is_projected_onto_it():
+    approach = np.array([0.0, 0.0, 1.0])
+    hinge = _tilted(np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]), 20.0)  # 20 deg out of the front
+    snapped = surface_consistent_axis(1, hinge, approach)
+    np.testing.assert_allclose(snapped, [0.0, 1.0, 0.0], atol=1e-12)
+    tilted_in_plane = _tilted(np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0]), 10.0)
+    leaning = _tilted(tilted_in_plane, np.array([0.0, 0.0, 1.0]), 15.0)
+    np.testing.assert_allclose(surface_consistent_axis(1, leaning, approach), tilted_in_plane, atol=1e-12)
+
+
+@pytest.mark.parametrize("motion_type, degrees", [(0, 45.0), (1, 45.0), (0, 90.0), (1, 0.0)])
+def test_an_axis_far_from_what_the_surface_implies_is_kept(motion_type, degrees):
+    """A sliding door (translation in the front's plane), a hinge off the front: the model decides."""
+    normal = np.array([0.0, 0.0, -1.0])
+    start = normal if motion_type == 0 else np.array([0.0, 1.0, 0.0])
+    toward = np.array([1.0, 0.0, 0.0]) if motion_type == 0 else normal
+    axis = _tilted(start, toward, degrees if motion_type == 0 else 90.0 - degrees)
+    assert np.degrees(np.arccos(abs(axis @ normal))) == pytest.approx(degrees)  # the angle from the normal
+    np.testing.assert_array_equal(surface_consistent_axis(motion_type, axis, -normal), axis)
+
+
+def test_an_unknown_surface_keeps_the_axis_and_the_option_turns_it_off():
+    axis = _tilted(np.array([0.0, 0.0, -1.0]), np.array([1.0, 0.0, 0.0]), 20.0)
+    np.testing.assert_array_equal(surface_consistent_axis(0, axis, np.full(3, np.nan)), axis)
+    learned = np.linspace(0, 1, 20)[:, None] * 0.3 * axis
+    approach = np.array([0.0, 0.0, 1.0])
+    np.testing.assert_allclose(publish_motion(0, axis, np.zeros(3), approach, learned).axis, [0.0, 0.0, -1.0])
+    np.testing.assert_allclose(publish_motion(0, axis, np.zeros(3), approach, learned, surface_axis=False).axis, axis)
 
 
 def test_published_motion_of_a_zero_axis_stays_put():
