@@ -3,6 +3,7 @@
     .venv/bin/python bench/node_latency.py --random small     # random-weight ModelParams.small()
     .venv/bin/python bench/node_latency.py --random default   # the design's 150 M-parameter model
     .venv/bin/python bench/node_latency.py --checkpoint C.ckpt --device cuda --input 256 --size 640x480
+    .venv/bin/python bench/node_latency.py --size 640x480 --floor   # the transport floor, no model
 
 Renders ``--frames`` synthetic RGB-D views, starts ``segaff_ros.perception_node`` as its own process and
 sends the frames one at a time over DDS (the next one after the previous result), measuring
@@ -10,6 +11,10 @@ RGB stamp -> ``~/result`` received; after each, the same frame goes through a ba
 process (interleaved, so both see the same machine load). Printed: median and 90th percentile of each,
 and the end-to-end / bare ratio (the cost of the ROS face: serialisation, transport, decoding,
 synchronisation, publishing, the debug overlay).
+
+``--floor`` runs ``transport_floor_node.py`` in the node's place: it answers each frame at once with a result
+of the node's size, without a model, so its end-to-end time is the least any Python node adds to the model
+over DDS (printed next to the same bare Predictor: the best ratio a node could reach).
 """
 from __future__ import annotations
 
@@ -37,6 +42,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=30, help="frames measured (default 30)")
     parser.add_argument("--no-debug-image", action="store_true", help="node without the debug overlay")
     parser.add_argument("--threads", type=int, help="CPU threads of torch in the node and here (default: torch's)")
+    parser.add_argument("--floor", action="store_true",
+                        help="the transport floor: a node that answers at once, without a model, in the node's place")
     parser.add_argument("--node-log", type=Path, help="keep the node's log in this file (default: a temporary one)")
     return parser.parse_args()
 
@@ -171,6 +178,8 @@ def measure(args: argparse.Namespace, checkpoint: Path, samples: list[Any], inst
         "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
         "-p", f"cpu_threads:={args.threads or 0}", "-p", "image_qos:=reliable", "-p", f"publish_debug_image:={'false' if args.no_debug_image else 'true'}",
     ]
+    if args.floor:
+        command = [sys.executable, str(REPO_ROOT / "bench" / "transport_floor_node.py")]
     client = Client()
     with open(log_path, "wb") as log:
         node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
@@ -229,6 +238,13 @@ def main() -> int:
     print(f"{len(end_to_end_ms)} frames {width}x{height}, input {args.input or 'trained size'}, device {args.device}, "
           f"backend {args.backend}, "
           f"threads {args.threads or 'default'}, checkpoint {f'{args.random} (random)' if args.random else checkpoint}, instruction {instruction!r}")
+    if args.floor:
+        print(f"transport floor (no model)           {stats_ms(end_to_end_ms)}")
+        print(f"bare Predictor call, same frames      {stats_ms(bare_ms)}")
+        best = (np.array(end_to_end_ms) + np.array(bare_ms)) / np.array(bare_ms)
+        print(f"best ratio a node could reach         median {np.median(best):.2f}   ((floor + bare) / bare; "
+              "goal <= 1.15)")
+        return 0
     print(f"end-to-end (RGB stamp -> ~/result)   {stats_ms(end_to_end_ms)}")
     print(f"node's model time (inference_time)   {stats_ms(timings.node_model_ms)}")
     print(f"bare Predictor call, same frames      {stats_ms(bare_ms)}")
