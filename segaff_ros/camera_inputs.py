@@ -85,6 +85,21 @@ class SynchronizedCameraInputs:
         self._on_message(topic)
         self._synchronizer.add(index, conversions.stamp_to_ns(msg.header.stamp), msg)
 
+    def clear(self) -> None:
+        """Drop every queued message, so that synchronisation starts afresh.
+
+        message_filters keeps each input's newest ``queue_size`` messages by stamp: once an input's queue
+        holds that many stamps later than the camera's (a corrupt stamp, a clock that jumped back), every
+        new message is dropped on arrival and no set is emitted again until the camera's clock passes them.
+        The node calls this when inputs arrive but none synchronize for a while.
+        """
+        if self._filter is not None:
+            with self._filter.lock:
+                for queue in self._filter.queues:
+                    queue.clear()
+        if self._synchronizer is not None:
+            self._synchronizer.clear()
+
     def destroy(self) -> None:
         """Unsubscribe from the camera topics (idempotent)."""
         for subscription in self._subscriptions:

@@ -355,9 +355,11 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning(
                 f"inputs arrive but do not synchronize (last {snapshot.window_s:.1f} s: {received}): check "
                 f"that all three topics publish and that their stamps agree within sync_slop_s = "
-                f"{self._params.sync_slop_s} s",
+                f"{self._params.sync_slop_s} s; the synchronizer's queues are cleared each time",
                 throttle_duration_sec=_LOG_THROTTLE_S,
             )
+            if self._inputs is not None:  # leftovers stamped in the future must not block it for good
+                self._inputs.clear()
         status = to_diagnostic_status(
             snapshot, f"{self.get_name()}: affordance perception", self.get_fully_qualified_name(),
             processing=bool(self._instruction), lifecycle_state=self._state,

@@ -86,6 +86,12 @@ class ApproximateTimeSynchronizer(Generic[Item]):
         with self._lock:
             return [len(q) for q in self._queues]
 
+    def clear(self) -> None:
+        """Drop every queued item."""
+        with self._lock:
+            for queue in self._queues:
+                queue.clear()
+
 
 class LatestSlot(Generic[Item]):
     """A one-slot mailbox between a producer and a slower consumer: the newest item wins.

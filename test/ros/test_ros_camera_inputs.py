@@ -77,3 +77,46 @@ def test_matched_sets_come_out_and_destroy_unsubscribes(nodes: tuple[Any, Any], 
 
     inputs.destroy()
     assert wait_until(lambda: all(p.get_subscription_count() == 0 for p in publishers.values()), 10.0)
+
+
+@pytest.mark.parametrize("use_message_filters", PATHS)
+def test_clear_unblocks_inputs_stalled_by_future_stamps(nodes: tuple[Any, Any], use_message_filters: bool) -> None:
+    """Two RGB images stamped 11 days ahead fill message_filters' RGB queue (size 2, kept by stamp): every
+    new RGB image is then dropped on arrival. After clear() the next frames synchronize again."""
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+    from rclpy.qos import QoSProfile
+
+    subscriber, camera = nodes
+    sets: list[int] = []
+    counted: list[str] = []
+    inputs = camera_inputs.SynchronizedCameraInputs(
+        subscriber, "reliable", 2, 0.05, lambda rgb, depth, info: sets.append(stamp_to_ns(rgb.header.stamp)),
+        counted.append, MutuallyExclusiveCallbackGroup(), use_message_filters=use_message_filters,
+    )
+    publishers = {topic: camera.create_publisher(msg_type, topic, QoSProfile(depth=5))
+                  for topic, msg_type in camera_inputs.INPUT_TOPICS}
+    assert wait_until(lambda: all(p.get_subscription_count() == 1 for p in publishers.values()), 10.0)
+
+    def send(stamp_ns: int, topics: tuple[str, ...] = tuple(publishers)) -> None:
+        for topic, msg in FrameSpec().messages(stamp_ns):
+            if topic in topics:
+                publishers[topic].publish(msg)
+
+    future_ns = camera.get_clock().now().nanoseconds + 10**6 * 10**9
+    for offset in range(2):
+        send(future_ns + offset * 10**9, ("rgb/image",))
+    assert wait_until(lambda: len(counted) == 2, 5.0)
+
+    def sets_after(count: int) -> list[int]:
+        stamps = []
+        for _ in range(count):
+            stamps.append(camera.get_clock().now().nanoseconds)
+            send(stamps[-1])
+            wait_until(lambda: bool(set(sets) & set(stamps)), 0.5)
+        return sorted(set(sets) & set(stamps))
+
+    if use_message_filters:  # the stall this guards against: message_filters drops each new RGB image
+        assert sets_after(3) == []
+    inputs.clear()
+    assert sets_after(3), "no set synchronized after clear()"
+    inputs.destroy()
