@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -23,6 +25,29 @@ NODE = "/segaff_perception"
 OUTPUT_TOPICS = ("mask", "interaction_pose", "axis_marker", "trajectory", "markers", "result", "debug_image",
                  "part_points")
 DIAGNOSTIC_NAME = "segaff_perception: affordance perception"
+
+
+@contextmanager
+def spun_node(name: str) -> Iterator[Any]:
+    """A plain rclpy node in its own context, spun by a SingleThreadedExecutor in a thread (as the perception
+    node's ``main`` spins it); everything is shut down on exit."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        yield node
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=10.0)
+        node.destroy_node()
+        context.try_shutdown()
 
 
 def isolate_ros_environment() -> int:

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 pytest.importorskip("segaff_msgs.srv", reason="segaff_msgs is not built (scripts/setup.sh builds it)")
 
+from ros_helpers import spun_node  # noqa: E402
 from segaff_ros.off_executor import in_thread  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -20,23 +21,8 @@ TIMEOUT_S = 10.0
 @pytest.fixture
 def node() -> Iterator[Any]:
     """A node spun by a SingleThreadedExecutor in a thread, as the perception node's ``main`` spins it."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("segaff_off_executor_test", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        yield node
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        context.try_shutdown()
-        spinner.join(timeout=5.0)
+    with spun_node("segaff_off_executor_test") as spun:
+        yield spun
 
 
 def call(node: Any, instruction: str) -> Any:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 from typing import Iterator
 
 import numpy as np
@@ -14,13 +13,11 @@ tf2_ros = pytest.importorskip(
     "tf2_ros", reason="tf2_ros is not installed (ROS 2: ros-$ROS_DISTRO-tf2-ros-py; .venv: ../shared/ros2-src/install.sh)"
 )
 
-import rclpy  # noqa: E402
 from geometry_msgs.msg import TransformStamped  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.time import Time  # noqa: E402
 
-from ros_helpers import wait_until  # noqa: E402
+from ros_helpers import spun_node, wait_until  # noqa: E402
 from segaff_ros.target_frame import TargetFrameResolver, TransformUnavailable  # noqa: E402
 
 CAMERA = "camera_color_optical_frame"
@@ -46,20 +43,8 @@ OPTICAL = make_transform("camera_link", CAMERA, (0.0, 0.02, 0.0), (-0.5, 0.5, -0
 @pytest.fixture
 def node() -> Iterator[Node]:
     """A node in its own context, spun by an executor thread (the resolver's lookups run in the test's)."""
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("segaff_test_target_frame", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        yield node
-    finally:
-        executor.shutdown()
-        spinner.join(timeout=10.0)
-        node.destroy_node()
-        context.try_shutdown()
+    with spun_node("segaff_test_target_frame") as spun:
+        yield spun
 
 
 @pytest.fixture
