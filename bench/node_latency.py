@@ -157,6 +157,18 @@ class Timings:
     bare_forward_ms: list[float] = field(default_factory=list)
 
 
+def node_command(args: argparse.Namespace, checkpoint: Path) -> list[str]:
+    """The perception node's command line, or the transport floor's node with ``--floor``."""
+    if args.floor:
+        return [sys.executable, str(REPO_ROOT / "bench" / "transport_floor_node.py")]
+    return [
+        sys.executable, "-m", "segaff_ros.perception_node", "--ros-args",
+        "-p", f"checkpoint:={checkpoint}", "-p", f"device:={args.device}", "-p", f"backend:={args.backend}",
+        "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
+        "-p", f"cpu_threads:={args.threads or 0}", "-p", "image_qos:=reliable", "-p", f"publish_debug_image:={'false' if args.no_debug_image else 'true'}",
+    ]
+
+
 def measure(args: argparse.Namespace, checkpoint: Path, samples: list[Any], instruction: str,
             log_path: Path) -> Timings:
     """Each frame through the node (over DDS), then the same frame through a bare Predictor here.
@@ -172,17 +184,9 @@ def measure(args: argparse.Namespace, checkpoint: Path, samples: list[Any], inst
     size = {"input_size": (args.input, args.input)} if args.input else {}
     predictor = Predictor.from_checkpoint(checkpoint, device=args.device, backend=args.backend, **size)
     print(f"bare Predictor: backend {predictor.backend}, input {predictor.input_size}")
-    command = [
-        sys.executable, "-m", "segaff_ros.perception_node", "--ros-args",
-        "-p", f"checkpoint:={checkpoint}", "-p", f"device:={args.device}", "-p", f"backend:={args.backend}",
-        "-p", f"input_height:={args.input}", "-p", f"input_width:={args.input}",
-        "-p", f"cpu_threads:={args.threads or 0}", "-p", "image_qos:=reliable", "-p", f"publish_debug_image:={'false' if args.no_debug_image else 'true'}",
-    ]
-    if args.floor:
-        command = [sys.executable, str(REPO_ROOT / "bench" / "transport_floor_node.py")]
     client = Client()
     with open(log_path, "wb") as log:
-        node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        node = subprocess.Popen(node_command(args, checkpoint), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
         if not client.wait_for_node(180.0):
             raise SystemExit(f"the node did not come up; its log:\n{log_path.read_text()[-3000:]}")
