@@ -3,7 +3,7 @@
 It subscribes to the node's inputs (``rgb/image``, ``depth/image``, ``rgb/camera_info``, ``instruction``) with
 the node's QoS and, for each RGB stamp whose three messages have arrived, publishes on
 ``/segaff_perception/result`` an ``AffordanceResult`` carrying a mono8 mask of the image's size, as the node
-does, and spins in the same single-threaded executor. What it costs per frame is what any node in Python
+does, spun by a single-threaded executor (the lightest of rclpy's). What it costs per frame is what any node in Python
 pays to receive a 640x480 RGB-D frame and answer over DDS: the least the perception node can add to its model.
 
     .venv/bin/python bench/transport_floor_node.py   # started by node_latency.py --floor
