@@ -38,17 +38,4 @@ run_pytest() {
   return $rc
 }
 
-if [ $# -gt 0 ]; then
-  run_pytest "$@"
-  exit $?
-fi
-# The whole suite: the runtime tests and the synthetic-data tests in processes of their own. In one process, writing an OPD
-# HDF5 file after h5py and the OpenVINO / ONNX Runtime back-ends were loaded crashed (SIGSEGV in
-# test_synth.py::test_same_seed_same_bytes[opd] after test_data_opd.py and test_runtimes.py; see docs/RELIABILITY.md).
-rc=0
-isolated=(test/test_runtimes.py test/test_engine_cache.py test/test_synth.py)
-run_pytest "${isolated[@]/#/--ignore=}" || rc=$?
-for module in "${isolated[@]}"; do
-  run_pytest "$module" || rc=$?
-done
-exit $rc
+run_pytest "$@"

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from segaff_core.checkpoint import CheckpointError, read_checkpoint
+from segaff_core.crash_reports import enable_crash_tracebacks
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -169,3 +170,18 @@ def _write_png_atomically(path: Path, image: np.ndarray) -> None:
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     partial.write_bytes(encoded.tobytes())
     os.replace(partial, path)
+
+
+class CrashTracebacks(pl.Callback):
+    """Keeps native-crash tracebacks armed (:mod:`segaff_core.crash_reports`) through every Trainer run.
+
+    Lightning's signal connector restores the handlers it saw at the start of a run when the run ends, and
+    it sees faulthandler's as ``SIG_DFL``: this callback's ``setup`` and ``teardown`` (called after that
+    restore) arm faulthandler again.
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        enable_crash_tracebacks()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        enable_crash_tracebacks()

@@ -27,6 +27,8 @@ from typing import NoReturn, Optional
 
 import numpy as np
 
+from segaff_core.crash_reports import enable_crash_tracebacks
+
 EXIT_USER_ERROR = 2
 
 
@@ -398,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``segaff`` on ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    enable_crash_tracebacks()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

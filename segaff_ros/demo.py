@@ -39,6 +39,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
+from segaff_core.crash_reports import enable_crash_tracebacks
 from segaff_core.paths import find_default_checkpoint
 from segaff_core.synth.sample import find_scene
 from segaff_msgs.msg import AffordanceResult
@@ -459,6 +460,7 @@ def summary(outcome: DemoOutcome, overlay_path: Path, result_path: Path) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the demo; the exit status of the module docstring."""
+    enable_crash_tracebacks()
     logging.basicConfig(level=logging.INFO, format="[demo] %(message)s", stream=sys.stderr)
     options = parse_args(argv)
     handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in _STOP_SIGNALS if sig != signal.SIGINT}

@@ -33,6 +33,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
+from segaff_core.crash_reports import enable_crash_tracebacks
 from segaff_core.inference import AffordancePrediction, Predictor
 from segaff_msgs.srv import Query
 from segaff_ros import conversions, node_parameters
@@ -431,6 +432,7 @@ class PerceptionNode(LifecycleNode):
 
 def main(args: Optional[list[str]] = None) -> int:
     """Run the node until Ctrl-C or shutdown."""
+    enable_crash_tracebacks()
     rclpy.init(args=args)
     node: Optional[PerceptionNode] = None
     try:

@@ -37,6 +37,7 @@ from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
+from segaff_core.crash_reports import enable_crash_tracebacks
 from segaff_core.synth.camera import Orbit
 from segaff_core.synth.sample import SceneSample, SceneViews, find_scene, scene_views
 from segaff_ros import conversions
@@ -212,6 +213,7 @@ class SyntheticCamera(Node):
 
 def main(args: Optional[list[str]] = None) -> int:
     """Run the camera until Ctrl-C or shutdown; 1 when it cannot start (the reason is logged)."""
+    enable_crash_tracebacks()
     rclpy.init(args=args)
     try:
         node = SyntheticCamera()

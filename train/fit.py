@@ -12,6 +12,7 @@ One LightningModule for every data set; the data module (``segaff_core.data.OPDD
   Lightning 2.6 ``save_last=True`` writes ``last.ckpt`` only when a top-k checkpoint is saved in the same
   step, i.e. only when the monitored metric improves.
 
+A native crash prints every thread's Python traceback (:class:`segaff_core.callbacks.CrashTracebacks`).
 ``predict`` also writes what it predicts (:class:`segaff_core.callbacks.PredictionWriter`, key
 ``prediction_writer``): ``<trainer.default_root_dir>/predictions/predictions.jsonl`` and ``masks/``.
 
@@ -33,8 +34,9 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from segaff_core.callbacks import PredictionWriter
+from segaff_core.callbacks import CrashTracebacks, PredictionWriter
 from segaff_core.checkpoint import predated_model_params, read_checkpoint
+from segaff_core.crash_reports import enable_crash_tracebacks
 from segaff_core.lightning_module import SegAffordanceModule
 
 DEFAULT_ROOT_DIR = "runs/segaff"
@@ -52,6 +54,7 @@ class SegAffordanceCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")  # acts in predict only
+        parser.add_lightning_class_args(CrashTracebacks, "crash_tracebacks")  # no options: always on
         parser.set_defaults(
             {
                 "trainer.default_root_dir": DEFAULT_ROOT_DIR,
@@ -81,6 +84,7 @@ class SegAffordanceCLI(LightningCLI):
 
 def main(args: Optional[list[str]] = None) -> SegAffordanceCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``)."""
+    enable_crash_tracebacks()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("segaff_core").setLevel(logging.INFO)
     return SegAffordanceCLI(

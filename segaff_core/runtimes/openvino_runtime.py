@@ -4,10 +4,18 @@ blob, so a cached start-up skips the export, the conversion and the compilation.
 
 OpenVINO runs bf16 by default on CPUs with native bf16, so the precision is always set explicitly
 (``INFERENCE_PRECISION_HINT``): fp32 means fp32.
+
+The process holds one ``openvino.Core`` (:func:`shared_core`), and every setting of a model (precision,
+threads, ``CACHE_DIR``) is passed to ``compile_model``, never set on the Core. Each Core loads a CPU plugin
+that installs an alternate signal stack of its own and, when freed, unmaps it but puts back the previous
+stack only if its own is still current: two Cores freed in the order they were made leave the thread's
+signal stack pointing at unmapped memory, and the next signal handled in Python (a child's exit, Ctrl-C)
+kills the process without a word. One Core that lives as long as the process never frees its stack early.
 """
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,6 +33,20 @@ from segaff_core.runtimes.onnxruntime_runtime import frame_feeds
 IR_FILE = "model.xml"
 COMPILED_DIR = "compiled"  # OpenVINO's CACHE_DIR: the compiled blob, written at the first compilation
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+_core_lock = threading.Lock()
+_core: Any = None
+
+
+def shared_core() -> Any:
+    """The process's one ``openvino.Core``, made at the first call (see the module docstring for why one)."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            import openvino
+
+            _core = openvino.Core()
+        return _core
 
 
 class OpenVinoRuntime:
@@ -68,7 +90,7 @@ class OpenVinoBackend:
     def build(self, request: BuildRequest) -> FrameRuntime:
         import openvino
 
-        core = openvino.Core()
+        core = shared_core()
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": PRECISION_HINTS[request.precision],
             "PERFORMANCE_HINT": "LATENCY",
@@ -84,8 +106,8 @@ class OpenVinoBackend:
             return {}
 
         def load(engine: Engine) -> Any:
-            core.set_property({"CACHE_DIR": str(engine.path / COMPILED_DIR)})
-            return core.compile_model(str(engine.path / IR_FILE), "CPU", config)
+            return core.compile_model(str(engine.path / IR_FILE), "CPU",
+                                      {**config, "CACHE_DIR": str(engine.path / COMPILED_DIR)})
 
         compiled, engine = request.cache.load_or_build(key, build, load)
         return OpenVinoRuntime(compiled, request.precision, engine)

@@ -3,6 +3,12 @@ up unconfigured, and a parameter set over DDS (what ``ros2 param set`` does) fol
 ``configure`` and ``activate`` transitions (what ``ros2 lifecycle set`` does) makes it work."""
 from __future__ import annotations
 
+import importlib.util
+import re
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,7 +19,7 @@ pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 pytest.importorskip("segaff_msgs.msg", reason="segaff_msgs is not built (scripts/setup.sh builds it)")
 pytest.importorskip("lifecycle_msgs.srv", reason="lifecycle_msgs is not installed")
 
-from ros_helpers import NODE, NodeProcess, Probe, wait_until  # noqa: E402
+from ros_helpers import NODE, REPO_ROOT, NodeProcess, Probe, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -142,3 +148,50 @@ def test_bad_configuration_fails_configure_and_the_node_stays_up(
     assert lifecycle_state(probe, node) == "active"
     refused = set_parameter(probe, node, "device", "cpu")
     assert not refused.successful and "applies at configure" in refused.reason
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
+@pytest.mark.parametrize("backend", ["openvino", "auto"])
+def test_a_node_reconfigured_on_openvino_stops_cleanly_on_ctrl_c(
+    probe: Probe, small_checkpoint: Path, tmp_path: Path, backend: str
+) -> None:
+    """configure -> cleanup -> configure frees one OpenVINO engine and builds another; the Ctrl-C after it must
+    still reach the node's handler (two OpenVINO Cores freed in creation order once left signals undeliverable)."""
+    from lifecycle_msgs.msg import Transition
+
+    namespace = f"reconfigure_{backend}"
+    process = NodeProcess(tmp_path / "node.log", [
+        "-p", f"checkpoint:={small_checkpoint}", "-p", "input_height:=64", "-p", "input_width:=64",
+        "-p", f"backend:={backend}", "-p", "autostart:=false", "-r", f"__ns:=/{namespace}"])
+    try:
+        node = f"/{namespace}{NODE}"
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_CLEANUP,
+                           Transition.TRANSITION_CONFIGURE):
+            assert change_state(probe, node, transition), process.log()[-3000:]
+        assert lifecycle_state(probe, node) == "inactive"
+    finally:
+        code = process.stop()
+    log = process.log()
+    assert code == 0, f"exit {code}:\n{log[-3000:]}"
+    assert len(re.findall(r"backend openvino", log)) == 2, log[-3000:]
+    assert "Traceback" not in log and "Fatal Python error" not in log, log[-3000:]
+
+
+def test_a_native_crash_in_the_node_prints_a_traceback(small_checkpoint: Path, tmp_path: Path) -> None:
+    """A segmentation fault inside the node process (here in its start) prints the Python stack of every thread."""
+    script = textwrap.dedent("""
+        import ctypes, sys
+        from segaff_ros import perception_node
+
+        def crash_in_native_code(node):
+            return ctypes.string_at(0)  # reads address 0: SIGSEGV inside a C function
+
+        perception_node.PerceptionNode.autostart = crash_in_native_code
+        sys.exit(perception_node.main(sys.argv[1:]))
+    """)
+    completed = subprocess.run(
+        [sys.executable, "-c", script, "--ros-args", "-p", f"checkpoint:={small_checkpoint}",
+         "-r", "__ns:=/native_crash"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == -signal.SIGSEGV, f"exit {completed.returncode}\n{completed.stderr[-3000:]}"
+    assert "Fatal Python error: Segmentation fault" in completed.stderr, completed.stderr[-3000:]
+    assert "crash_in_native_code" in completed.stderr, completed.stderr[-3000:]

@@ -1,0 +1,24 @@
+"""Python tracebacks on native crashes.
+
+A segmentation fault in a native library (a runtime, a DDS middleware, a driver) otherwise ends the process
+with nothing but an exit status. :func:`enable_crash_tracebacks` arms :mod:`faulthandler`: on SIGSEGV,
+SIGFPE, SIGABRT, SIGBUS or SIGILL every thread's Python traceback goes to stderr before the process dies.
+The node, the ``segaff`` CLI and ``train/fit.py`` arm it at start. A library that saves and restores signal
+handlers through :mod:`signal` disarms it, because ``signal.getsignal`` cannot see faulthandler's C handler
+and reports ``SIG_DFL``: Lightning's signal connector does so at the end of every ``Trainer`` run, so
+:class:`segaff_core.callbacks.CrashTracebacks` arms it again there.
+"""
+from __future__ import annotations
+
+import faulthandler
+import sys
+
+
+def enable_crash_tracebacks() -> None:
+    """Arm faulthandler for every thread, writing to the process's stderr; call it again after a library
+    replaced the handlers (``faulthandler.enable`` alone does nothing while it believes itself enabled)."""
+    stream = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+    if stream is None:  # no stderr at all (a detached process): nothing to write to
+        return
+    faulthandler.disable()
+    faulthandler.enable(file=stream, all_threads=True)
