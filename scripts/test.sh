@@ -38,4 +38,10 @@ run_pytest() {
   return $rc
 }
 
-run_pytest "$@"
+if [ $# -gt 0 ]; then
+  run_pytest "$@"
+else
+  # The whole suite in parallel worker processes (pytest-xdist), each with a ROS domain of its own; a module's
+  # tests stay in one worker (its module fixtures are made once); the workers share one colcon workspace.
+  run_pytest -n "${SEGAFF_TEST_WORKERS:-3}" --dist loadfile
+fi

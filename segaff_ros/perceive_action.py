@@ -29,6 +29,7 @@ from segaff_core.fusion import fuse_predictions
 from segaff_msgs.action import Perceive
 from segaff_ros import conversions
 from segaff_ros.frame_input import Frame
+from segaff_ros.off_executor import in_thread
 from segaff_ros.outputs import FrameOutput
 from segaff_ros.synchronizer import LatestSlot
 
@@ -76,6 +77,7 @@ class PerceiveServer:
     def __init__(
         self, node: Node, run_frame: Callable[[Frame, str], FrameOutput], is_active: Callable[[], bool]
     ) -> None:
+        self._node = node
         self._logger = node.get_logger()
         self._run_frame = run_frame
         self._is_active = is_active
@@ -114,7 +116,11 @@ class PerceiveServer:
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
-    def _execute(self, goal_handle: ServerGoalHandle) -> Perceive.Result:
+    async def _execute(self, goal_handle: ServerGoalHandle) -> Perceive.Result:
+        """The goal in a thread of its own, awaited: the executor goes on delivering frames and cancel requests."""
+        return await in_thread(self._node, "segaff_perceive", self._run_goal, goal_handle)
+
+    def _run_goal(self, goal_handle: ServerGoalHandle) -> Perceive.Result:
         """Collect the goal's frames (feedback for each), then fuse; see the module docstring for outcomes."""
         goal = PerceiveGoal.from_request(goal_handle.request)
         slot: LatestSlot[Frame] = LatestSlot()

@@ -9,8 +9,11 @@ and activates it before spinning. ``instruction`` (sticky; empty = stop), ``~/qu
 the action answer only while active. Outputs (:mod:`~segaff_ros.outputs`) are in ``target_frame`` when set.
 Parameters and which of them change at runtime: :mod:`~segaff_ros.node_parameters`.
 
-Threads: the executor's callbacks only store messages. The worker runs the model on the newest frame;
-``~/query`` and ``~/perceive`` run in their own callback groups and share the model under a lock.
+Threads: ``main`` spins the node in a single-threaded executor whose callbacks only store messages (a
+multi-threaded executor's wake-ups cost more than the small model's inference). The worker thread runs the
+model on the newest frame; ``~/query`` and ``~/perceive`` goals await their own threads
+(:mod:`~segaff_ros.off_executor`), so waiting for the model, a transform or frames never holds the executor;
+all three share the model under a lock.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy  # RCLError, as rclpy itself imports it
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -44,6 +47,7 @@ from segaff_ros.frame_worker import FrameWorker
 from segaff_ros.model_loading import ConfigurationError, free_gpu_memory, load_predictor
 from segaff_ros.node_logging import CoreLogForwarding, TextThrottle
 from segaff_ros.node_parameters import PerceptionParams
+from segaff_ros.off_executor import in_thread
 from segaff_ros.outputs import FrameOutput, OutputPublishers, to_output_frame
 from segaff_ros.perceive_action import PerceiveServer
 from segaff_ros.publishing import publish_or_warn
@@ -52,7 +56,6 @@ from segaff_ros.target_frame import TargetFrameResolver, TransformUnavailable
 NODE_NAME = "segaff_perception"
 #: Longer instructions are truncated (with a warning); the text encoder keeps 77 tokens anyway.
 MAX_INSTRUCTION_CHARS = 1000
-EXECUTOR_THREADS = 6  # inputs + timers, parameters and lifecycle services, ~/query, ~/perceive goals, tf
 _LOG_THROTTLE_S = 5.0
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -304,7 +307,11 @@ class PerceptionNode(LifecycleNode):
             outputs.clear_markers(Header(frame_id=self._params.target_frame or frame.rgb.header.frame_id,
                                          stamp=frame.rgb.header.stamp))
 
-    def _on_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
+    async def _on_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
+        """``~/query``: :meth:`_answer_query` in a thread of its own, awaited (the executor goes on)."""
+        return await in_thread(self, "segaff_query", self._answer_query, request, response)
+
+    def _answer_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
         """Run the model once on the newest synchronized frame with ``request.instruction``.
 
         Returns the response: ``success`` False and a ``message`` when the node is not active, there is no
@@ -438,7 +445,7 @@ def main(args: Optional[list[str]] = None) -> int:
     try:
         node = PerceptionNode()
         node.autostart()
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

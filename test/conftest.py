@@ -27,10 +27,14 @@ OPD_IMAGES = 10
 
 def pytest_configure(config: pytest.Config) -> None:
     """Engines built by the tests (the Predictor's default backend is ``auto``) go to a cache of this run,
-    shared by its tests and the nodes they start, never to the user's ``~/.cache/segaff``."""
+    shared by its tests, its parallel workers (which inherit the cache of the process that started them and
+    leave its removal to it) and the nodes they start, never to the user's ``~/.cache/segaff``."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(_CACHE_VARIABLE):
+        os.environ["XDG_CACHE_HOME"] = os.environ[_CACHE_VARIABLE]
+        return
     cache_home = tempfile.mkdtemp(prefix="segaff-test-cache-")
     config.stash[_CACHE_HOME] = cache_home
-    os.environ["XDG_CACHE_HOME"] = cache_home
+    os.environ["XDG_CACHE_HOME"] = os.environ[_CACHE_VARIABLE] = cache_home
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -40,6 +44,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 _CACHE_HOME = pytest.StashKey[str]()
+_CACHE_VARIABLE = "SEGAFF_TEST_CACHE_HOME"
 
 
 @pytest.fixture(autouse=True)

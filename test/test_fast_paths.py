@@ -16,6 +16,7 @@ from segaff_core.config import ModelParams
 from segaff_core.export import OUTPUT_NAMES, export_onnx, text_inputs
 from segaff_core.inference import Predictor
 from segaff_core.model import SegAffordanceModel, TextConditioning, build_model, fold_batchnorm
+from segaff_core.runtimes import hardware
 from segaff_core.text import tokenize
 
 TEXTS = ["open the top drawer", "pull the left door of the tall fridge next to the oven"]
@@ -131,6 +132,8 @@ def test_predictor_options_give_the_same_prediction(model, frame):
         Predictor(model, device="cpu", threads=0)
 
 
+@pytest.mark.skipif(not hardware.cpu_has_native_bf16(), reason="this CPU has no native bf16: the Predictor refuses "
+                    "bf16 there (test_runtimes.py::test_bf16_on_a_cpu_without_native_bf16_is_refused)")
 def test_cpu_bf16_autocast_stays_close_to_fp32(model, frame):
     rgb, depth = frame
     fp32 = Predictor(model, input_size=(64, 96), device="cpu")(rgb, depth, TEXTS[0], K)

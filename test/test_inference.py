@@ -28,6 +28,7 @@ from segaff_core.inference import (
 from segaff_core.geometry import robust_depth_at, trajectory_rotation
 from segaff_core.metrics import trajectory_roughness
 from segaff_core.motion import publish_motion, surface_consistent_axis
+from segaff_core.runtimes import hardware
 from segaff_core.model import build_model
 
 INPUT_SIZE = (64, 64)
@@ -311,10 +312,15 @@ def test_cuda_asked_without_cuda_falls_back_to_cpu(monkeypatch, caplog):
 
 
 def test_bf16_on_cpu_and_fp16_fallback(checkpoint_path, rgb, depth, caplog):
-    result = Predictor.from_checkpoint(checkpoint_path, device="cpu", input_size=INPUT_SIZE, precision="bf16")(
-        rgb, depth, TEXT, K
-    )
-    assert result.mask.shape == (HEIGHT, WIDTH) and np.linalg.norm(result.axis) == pytest.approx(1.0)
+    def bf16() -> Predictor:
+        return Predictor.from_checkpoint(checkpoint_path, device="cpu", input_size=INPUT_SIZE, precision="bf16")
+
+    if hardware.cpu_has_native_bf16():
+        result = bf16()(rgb, depth, TEXT, K)
+        assert result.mask.shape == (HEIGHT, WIDTH) and np.linalg.norm(result.axis) == pytest.approx(1.0)
+    else:  # emulated bf16 is slower than fp32: refused, naming the CPU feature it lacks
+        with pytest.raises(ValueError, match="avx512_bf16"):
+            bf16()
     with caplog.at_level(logging.WARNING):
         fp16 = Predictor.from_checkpoint(checkpoint_path, device="cpu", input_size=INPUT_SIZE, precision="fp16")
     assert fp16.precision == "fp32" and "fp16" in caplog.text

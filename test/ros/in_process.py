@@ -18,11 +18,12 @@ NODE = f"/{NAMESPACE}/segaff_perception"
 
 class SpunNode:
     """``node`` (PerceptionNode, ``autostart`` false unless overridden) and ``helper`` (a plain node) spun by a
-    MultiThreadedExecutor in a thread. ``record(topic, type)`` subscribes the helper and keeps the messages."""
+    SingleThreadedExecutor in a thread, as the node's ``main`` spins it. ``record(topic, type)`` subscribes the
+    helper and keeps the messages."""
 
     def __init__(self, small_checkpoint: Path, **overrides: Any) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter
 
         from segaff_ros.perception_node import PerceptionNode
@@ -36,7 +37,7 @@ class SpunNode:
         self.helper = rclpy.create_node("segaff_test_helper", context=self.context)
         self._lock = threading.Lock()
         self.received: dict[str, list[Any]] = {}
-        self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.helper)
         self._spinner = threading.Thread(target=self.executor.spin, daemon=True)

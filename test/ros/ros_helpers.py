@@ -56,9 +56,12 @@ def isolate_ros_environment() -> int:
 
     Must run before ``rclpy.init``; returns the domain id.
     """
-    if "SEGAFF_TEST_ROS_DOMAIN_ID" not in os.environ:
-        os.environ["SEGAFF_TEST_ROS_DOMAIN_ID"] = str(processes.claim_ros_domain_id())
-    os.environ["ROS_DOMAIN_ID"] = os.environ["SEGAFF_TEST_ROS_DOMAIN_ID"]
+    claimed = os.environ.get("SEGAFF_TEST_ROS_DOMAIN_ID", "")
+    owner, _, domain_id = claimed.partition(":")
+    if owner != str(os.getpid()):  # claimed by this process, not inherited (parallel pytest workers each claim one)
+        domain_id = str(processes.claim_ros_domain_id())
+        os.environ["SEGAFF_TEST_ROS_DOMAIN_ID"] = f"{os.getpid()}:{domain_id}"
+    os.environ["ROS_DOMAIN_ID"] = domain_id
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_LOCALHOST_ONLY", None)
     for variable in processes.FASTDDS_PROFILE_VARIABLES:  # the shipped profile, as the demo uses it

@@ -71,9 +71,9 @@ def test_out_of_gpu_memory_drops_one_frame_and_the_node_goes_on(
 
     monkeypatch.setattr(node, "_predictor", OutOfMemoryOnce(predictor._predictor))
     node._latest_frame = frame
-    refused = node._on_query(Query.Request(instruction=INSTRUCTION), Query.Response())
+    refused = node._answer_query(Query.Request(instruction=INSTRUCTION), Query.Response())
     assert not refused.success and "out of GPU memory" in refused.message
-    answered = node._on_query(Query.Request(instruction=INSTRUCTION), Query.Response())
+    answered = node._answer_query(Query.Request(instruction=INSTRUCTION), Query.Response())
     assert answered.success, answered.message
     assert len(emptied) == 2
 

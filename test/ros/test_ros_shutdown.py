@@ -50,7 +50,7 @@ def _executor_failing_on_spin(shut_down_first: bool) -> type:
 
 def test_ctrl_c_racing_the_wait_set_is_a_normal_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(perception_node, "PerceptionNode", _StubNode)
-    monkeypatch.setattr(perception_node, "MultiThreadedExecutor", _executor_failing_on_spin(shut_down_first=True))
+    monkeypatch.setattr(perception_node, "SingleThreadedExecutor", _executor_failing_on_spin(shut_down_first=True))
     _StubNode.destroyed = 0
     assert perception_node.main([]) == 0
     assert _StubNode.destroyed >= 1 and not rclpy.ok()  # (rclpy.shutdown destroys its nodes too)
@@ -58,7 +58,7 @@ def test_ctrl_c_racing_the_wait_set_is_a_normal_stop(monkeypatch: pytest.MonkeyP
 
 def test_the_same_error_with_the_context_alive_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(perception_node, "PerceptionNode", _StubNode)
-    monkeypatch.setattr(perception_node, "MultiThreadedExecutor", _executor_failing_on_spin(shut_down_first=False))
+    monkeypatch.setattr(perception_node, "SingleThreadedExecutor", _executor_failing_on_spin(shut_down_first=False))
     _StubNode.destroyed = 0
     with pytest.raises(_rclpy.RCLError, match="wait set"):
         perception_node.main([])

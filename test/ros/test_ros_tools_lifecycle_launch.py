@@ -15,9 +15,8 @@ from typing import Iterator
 import pytest
 import yaml
 
-from ros_helpers import wait_until
 from tools_helpers import (
-    NO_DAEMON, PARAM_OPTIONS, BackgroundCommand, Workspace, echoed_message, shared_workspace, small_params_file,
+    BackgroundCommand, NodeCommands, TestNode, Workspace, echoed_message, shared_workspace, small_params_file,
 )
 
 pytestmark = [pytest.mark.ros, pytest.mark.ros_tools, pytest.mark.slow]
@@ -38,12 +37,7 @@ class Running:
     workspace: Workspace
     launch: BackgroundCommand
     small_checkpoint: Path
-
-    def lifecycle_state(self) -> str:
-        output = self.workspace.check(f"ros2 lifecycle get {NO_DAEMON} {NODE}")
-        match = re.search(r"^(\w+) \[\d\]", output, re.MULTILINE)
-        assert match, output
-        return match.group(1)
+    node: NodeCommands
 
 
 @pytest.fixture(scope="module")
@@ -62,39 +56,42 @@ def running(tmp_path_factory: pytest.TempPathFactory, small_checkpoint: Path) ->
     camera = workspace.start(CAMERA, "lifecycle_camera.log")
     launch = workspace.start(f"PYTHONPATH={hidden.parent}:$PYTHONPATH {launch_command}", "lifecycle_launch.log")
     instruction = workspace.start(INSTRUCTION, "lifecycle_instruction.log")
+    graph = TestNode("segaff_lifecycle_graph")
     try:
-        started = wait_until(
-            lambda: workspace.run(f"ros2 lifecycle get {NO_DAEMON} {NODE}", retry_s=0.0).returncode == 0, 90.0, 1.0)
-        assert started, f"the node's lifecycle services do not answer\n{launch}"
-        yield Running(workspace, launch, small_checkpoint)
+        node = NodeCommands(workspace, graph, NODE)
+        started = node.lifecycle("get")
+        assert started.returncode == 0, f"the node's lifecycle services do not answer\n{started}\n{launch}"
+        yield Running(workspace, launch, small_checkpoint, node)
     finally:
         for command in (instruction, camera, launch):
             command.stop()
+        graph.close()
 
 
 def test_autostart_false_leaves_the_node_unconfigured(running: Running) -> None:
-    assert running.lifecycle_state() == "unconfigured"
+    assert running.node.lifecycle_state() == "unconfigured"
     silent = running.workspace.run(f"ros2 topic echo --once --timeout 3 {NODE}/result {RESULT_TYPE}", timeout_s=20.0,
                                    retry_s=0.0)
     assert "instruction:" not in silent.output, f"a result while unconfigured:\n{silent}"
+    running.node.graph.wait_for_service(f"{NODE}/query")
     refused = running.workspace.check(f"ros2 service call {NODE}/query segaff_msgs/srv/Query \"{{instruction: 'x'}}\"")
     assert "success=False" in refused, refused
 
 
 def test_a_failed_configure_says_why_and_a_fixed_parameter_configures(running: Running) -> None:
-    workspace = running.workspace
+    node = running.node
     missing = "/nonexistent/segaff_model.ckpt"
-    assert "Set parameter successful" in workspace.check(f"ros2 param set {PARAM_OPTIONS} {NODE} checkpoint {missing}")
-    failed = workspace.run(f"ros2 lifecycle set {NO_DAEMON} {NODE} configure")
+    assert "Set parameter successful" in node.param(f"set checkpoint {missing}").output
+    failed = node.lifecycle("configure")
     assert "Transitioning failed" in failed.output, str(failed)
     assert running.launch.wait_for_output(re.escape(missing), 10.0), f"the reason is not logged:\n{running.launch}"
-    assert running.lifecycle_state() == "unconfigured"
+    assert running.node.lifecycle_state() == "unconfigured"
 
-    fixed = workspace.check(f"ros2 param set {PARAM_OPTIONS} {NODE} checkpoint {running.small_checkpoint}")
-    assert "Set parameter successful" in fixed
-    assert "Transitioning successful" in workspace.check(f"ros2 lifecycle set {NO_DAEMON} {NODE} configure")
-    assert "Transitioning successful" in workspace.check(f"ros2 lifecycle set {NO_DAEMON} {NODE} activate")
-    assert running.lifecycle_state() == "active"
+    fixed = node.param(f"set checkpoint {running.small_checkpoint}")
+    assert "Set parameter successful" in fixed.output, str(fixed)
+    assert "Transitioning successful" in node.lifecycle("configure").output
+    assert "Transitioning successful" in node.lifecycle("activate").output
+    assert running.node.lifecycle_state() == "active"
 
 
 def test_the_launch_arguments_reach_the_node(running: Running) -> None:
@@ -112,19 +109,21 @@ def test_the_launch_arguments_reach_the_node(running: Running) -> None:
     assert re.search(r"synchroniz\w+ /robot1/cam/rgb/image, /robot1/cam/depth/image, /robot1/cam/rgb/camera_info "
                      r"\(own synchronizer", log), log
     assert re.search(r"input 64x64", log) and re.search(r"backend torch", log), log
-    dumped = yaml.safe_load(running.workspace.check(f"ros2 param dump {PARAM_OPTIONS} {NODE}"))
+    dump = running.node.param("dump")
+    assert dump.returncode == 0, str(dump)
+    dumped = yaml.safe_load(dump.output)
     parameters = dumped[NODE]["ros__parameters"]
     assert (parameters["input_height"], parameters["input_width"], parameters["backend"], parameters["target_frame"],
             parameters["autostart"], parameters["device"]) == (64, 64, "torch", BASE_FRAME, False, "cpu")
 
 
 def test_cleanup_frees_the_model_so_model_parameters_can_change(running: Running) -> None:
-    workspace = running.workspace
-    refused = workspace.run(f"ros2 param set {PARAM_OPTIONS} {NODE} input_height 96").output
+    node = running.node
+    refused = node.param("set input_height 96").output
     assert "Setting parameter failed" in refused and "configure" in refused, refused
     for transition in ("deactivate", "cleanup"):
-        assert "Transitioning successful" in workspace.check(f"ros2 lifecycle set {NO_DAEMON} {NODE} {transition}")
-    assert running.lifecycle_state() == "unconfigured"
-    assert "Set parameter successful" in workspace.check(f"ros2 param set {PARAM_OPTIONS} {NODE} input_height 96")
-    assert "Transitioning successful" in workspace.check(f"ros2 lifecycle set {NO_DAEMON} {NODE} shutdown")
-    assert running.lifecycle_state() == "finalized"
+        assert "Transitioning successful" in node.lifecycle(transition).output
+    assert running.node.lifecycle_state() == "unconfigured"
+    assert "Set parameter successful" in node.param("set input_height 96").output
+    assert "Transitioning successful" in node.lifecycle("shutdown").output
+    assert running.node.lifecycle_state() == "finalized"

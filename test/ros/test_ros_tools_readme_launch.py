@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tools_helpers import (
-    NO_DAEMON, PARAM_OPTIONS, BackgroundCommand, TestNode, Workspace, action_verb_available, average_rates_hz,
+    NO_DAEMON, BackgroundCommand, NodeCommands, TestNode, Workspace, action_verb_available, average_rates_hz,
     echoed_message, quaternion, rotate, shared_workspace, xyz,
 )
 
@@ -52,6 +52,12 @@ class Running:
     launch: BackgroundCommand
     camera: BackgroundCommand
     instruction: BackgroundCommand
+    node: NodeCommands  # ros2 lifecycle / param, each once the services it calls are discovered
+
+    @property
+    def graph(self) -> TestNode:
+        """A long-lived participant of the test: sees the node's services and topics before a command asks."""
+        return self.node.graph
 
     def echo(self, topic: str, timeout_s: float = 15.0, tries: int = 3) -> dict[str, Any]:
         """``ros2 topic echo --once`` of one of the node's outputs, as a dict; tried again when no message
@@ -64,7 +70,7 @@ class Running:
         raise AssertionError(f"{result}\n--- launch:\n{self.launch}")
 
     def param_set(self, name: str, value: str) -> str:
-        return self.workspace.run(f"ros2 param set {PARAM_OPTIONS} {NODE} {name} {value}").output
+        return self.node.param(f"set {name} {value}").output
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +79,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     camera = workspace.start(CAMERA, "readme_camera.log")
     launch = workspace.start(README_LAUNCH, "readme_launch.log")
     instruction = workspace.start(README_INSTRUCTION, "readme_instruction.log")
-    running = Running(workspace, launch, camera, instruction)
+    graph = TestNode("segaff_readme_graph")
+    running = Running(workspace, launch, camera, instruction, NodeCommands(workspace, graph, NODE))
     try:
         first = workspace.run(f"ros2 topic echo --once {NODE}/result {OUTPUT_TYPES['result']}", timeout_s=120.0,
                               retry_s=0.0)
@@ -82,6 +89,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     finally:
         for command in (instruction, camera, launch):
             command.stop()
+        graph.close()
         workspace.stop_daemon()
 
 
@@ -97,6 +105,8 @@ def test_the_launch_file_wires_the_node_to_the_realsense_topics(running: Running
     }
     # Without a daemon, `ros2 node info` reports what discovery found while it spun; on a loaded machine a
     # node's subscriptions and services can arrive after its publishers. A user asks again; so does the test.
+    running.graph.wait_for_service(f"{NODE}/query")
+    running.graph.wait_for_publisher(f"{NODE}/result")
     for _ in range(5):
         info = running.workspace.check(f"ros2 node info {NO_DAEMON} {NODE}")
         sections = dict(re.findall(r"^  (\w[\w ]*):\n((?:    .*\n?)*)", info, re.MULTILINE))
@@ -167,8 +177,9 @@ def test_topic_echo_shows_every_output_in_the_cameras_frame(running: Running) ->
 
 
 def test_topic_hz_of_the_result_follows_the_camera(running: Running) -> None:
+    running.graph.wait_for_publisher(f"{NODE}/result")
     for _ in range(3):  # a new participant's discovery can stall on a loaded machine: a fresh one then
-        hz = running.workspace.run(f"ros2 topic hz {NODE}/result --window 20", timeout_s=10.0, retry_s=0.0)
+        hz = running.workspace.run(f"ros2 topic hz {NODE}/result --window 20", timeout_s=20.0, retry_s=0.0)
         rates = average_rates_hz(hz.output)
         if rates:
             break
@@ -177,6 +188,7 @@ def test_topic_hz_of_the_result_follows_the_camera(running: Running) -> None:
 
 
 def test_service_call_of_the_query_answers_on_the_newest_frame(running: Running) -> None:
+    running.graph.wait_for_service(f"{NODE}/query")
     called = running.workspace.check(
         f"ros2 service call {NODE}/query segaff_msgs/srv/Query \"{{instruction: 'open the drawer'}}\"")
     response = called.split("response:", 1)[1]
@@ -187,11 +199,11 @@ def test_service_call_of_the_query_answers_on_the_newest_frame(running: Running)
 
 
 def test_param_describe_get_and_set_at_runtime(running: Running) -> None:
-    described = running.workspace.check(f"ros2 param describe {PARAM_OPTIONS} {NODE} mask_threshold checkpoint")
+    described = running.node.param("describe mask_threshold checkpoint").output
     assert "Parameter name: mask_threshold" in described and "Type: double" in described
     assert "Min value: 0.01" in described and "Max value: 0.99" in described
     assert "Parameter name: checkpoint" in described and "Type: string" in described
-    device = running.workspace.check(f"ros2 param get {PARAM_OPTIONS} {NODE} device")
+    device = running.node.param("get device").output
     assert "String value is: cuda" in device  # the launch argument
 
     assert "Set parameter successful" in running.param_set("axis_marker_length_m", "0.35")
@@ -213,7 +225,7 @@ def test_param_describe_get_and_set_at_runtime(running: Running) -> None:
     for (name, value), reason in refusals.items():
         output = running.param_set(name, value)
         assert "Setting parameter failed" in output and reason in output, f"{name}={value}: {output}"
-    kept = running.workspace.check(f"ros2 param get {PARAM_OPTIONS} {NODE} mask_threshold")
+    kept = running.node.param("get mask_threshold").output
     assert "Double value is: 0.5" in kept
 
 
@@ -269,8 +281,9 @@ def test_runtime_target_frame_expresses_3d_outputs_in_it(running: Running) -> No
 
 def test_lifecycle_deactivate_stops_the_outputs_and_activate_resumes_them(running: Running) -> None:
     workspace = running.workspace
-    assert re.search(r"^active \[3\]", workspace.check(f"ros2 lifecycle get {NO_DAEMON} {NODE}"), re.MULTILINE)
-    assert "Transitioning successful" in workspace.check(f"ros2 lifecycle set {NO_DAEMON} {NODE} deactivate")
+    assert re.search(r"^active \[3\]", running.node.lifecycle("get").output, re.MULTILINE)
+    deactivated = running.node.lifecycle("deactivate")
+    assert "Transitioning successful" in deactivated.output, str(deactivated)
     try:
         silent = workspace.run(f"ros2 topic echo --once --timeout 3 {NODE}/result {OUTPUT_TYPES['result']}",
                                timeout_s=20.0, retry_s=0.0)
@@ -278,8 +291,8 @@ def test_lifecycle_deactivate_stops_the_outputs_and_activate_resumes_them(runnin
         refused = workspace.check(f"ros2 service call {NODE}/query segaff_msgs/srv/Query \"{{instruction: 'x'}}\"")
         assert "success=False" in refused and "active" in refused.split("response:", 1)[1], refused
     finally:
-        activated = workspace.check(f"ros2 lifecycle set {NO_DAEMON} {NODE} activate")
-    assert "Transitioning successful" in activated
+        activated = running.node.lifecycle("activate")
+    assert "Transitioning successful" in activated.output, str(activated)
     assert running.echo("result")["instruction"] == INSTRUCTION
 
 
@@ -290,7 +303,10 @@ def test_perceive_action_fuses_frames_with_feedback(running: Running) -> None:
     try:
         feedback, result, status = client.send_perceive_goal(f"{NODE}/perceive", INSTRUCTION, frames=5, timeout_s=10.0)
         assert status == 4, f"goal status {status}, result {result}"  # SUCCEEDED
-        assert [f.frame_index for f in feedback] in ([0, 1, 2, 3, 4], [1, 2, 3, 4, 5])
+        # Feedback is a topic of its own and may lose its first messages while the client's subscription is
+        # still being matched (ros2/rclcpp#1679): the result is required, and at least one feedback in order.
+        indices = [f.frame_index for f in feedback]
+        assert indices and indices == sorted(set(indices)) and set(indices) <= {0, 1, 2, 3, 4}, indices
         assert {f.frames for f in feedback} == {5}
         assert all(f.frame_result.instruction == INSTRUCTION for f in feedback)
         assert result.success and result.frames_used == 5
@@ -322,7 +338,8 @@ def test_ros2_action_send_goal(running: Running) -> None:
         f"ros2 action send_goal --feedback {NODE}/perceive segaff_msgs/action/Perceive "
         f"\"{{instruction: '{INSTRUCTION}', frames: 3, timeout_s: 10.0}}\"", timeout_s=60.0)
     assert "Goal accepted" in sent and "SUCCEEDED" in sent, sent
-    assert sent.count("frame_index:") == 3
+    assert 1 <= sent.count("frame_index:") <= 3, sent  # feedback may lose its first messages (see above)
+    assert "frames_used: 3" in sent, sent
 
 
 def test_ctrl_c_stops_the_launch_cleanly(running: Running) -> None:

@@ -13,6 +13,8 @@ group (each started with SIGINT at its default), then SIGTERM, then SIGKILL.
 """
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import os
 import re
 import shutil
@@ -39,10 +41,13 @@ _COMMAND_TIMEOUT_S = 30.0
 #: What the tools print when the node or topic is not discovered (yet): such a command is tried again.
 _NOT_DISCOVERED = ("Node not found", "Unable to find node", "Could not determine the type for the passed topic",
                    "does not appear to be published yet", "Wait for service timed out")
-_DISCOVERY_RETRY_S = 60.0
+_DISCOVERY_RETRY_S = 90.0
 #: Options of the verbs that look the node up: discover it anew each time rather than through the ros2 daemon
-#: (a long-lived daemon that missed the node on a loaded machine kept missing it here).
-NO_DAEMON = "--no-daemon --spin-time 1"
+#: (a long-lived daemon that missed the node on a loaded machine kept missing it here). ``--spin-time`` is
+#: how long the command discovers before it reads the graph; a retry doubles it, up to _MAX_SPIN_TIME_S.
+NO_DAEMON = "--no-daemon --spin-time 2"
+_MAX_SPIN_TIME_S = 8.0
+_SPIN_TIME = re.compile(r"--spin-time (\d+(?:\.\d+)?)")
 #: ``ros2 param``'s options: NO_DAEMON, and a longer wait for the node's parameter services (1 s by default).
 PARAM_OPTIONS = f"{NO_DAEMON} --timeout 10"
 
@@ -217,15 +222,22 @@ class Workspace:
         """Run ``command`` in a terminal that sourced ``install/setup.bash``; a command still running after
         ``timeout_s`` is stopped (Ctrl-C, ...) and its result returned (``timed_out``). A command that says it
         cannot find the node or topic, or that hung (DDS discovery is not instantaneous, least of all on a
-        loaded machine), is run again, for up to ``retry_s``."""
+        loaded machine), is run again, for up to ``retry_s``, each time with twice its ``--spin-time`` (what a
+        user does when the graph is slow to appear). A result that is still a failure names every try."""
         deadline = time.monotonic() + retry_s
+        tries: list[CommandResult] = []
         while True:
             result = self._run_once(command, timeout_s, env)
             not_found = any(text in result.output for text in _NOT_DISCOVERED)
             if not result.timed_out and (result.returncode == 0 or not not_found):
                 return result
+            tries.append(result)
             if time.monotonic() > deadline:
-                return result
+                earlier = "".join(f"[try {i + 1}] {t.command}: {'timed out' if t.timed_out else t.returncode}\n"
+                                  for i, t in enumerate(tries[:-1]))
+                return dataclasses.replace(result, output=earlier + result.output)
+            command = _SPIN_TIME.sub(lambda m: f"--spin-time {min(2 * float(m.group(1)), _MAX_SPIN_TIME_S):g}",
+                                     command)
             time.sleep(1.0)
 
     def _run_once(self, command: str, timeout_s: float, env: Optional[Mapping[str, str]]) -> CommandResult:
@@ -285,10 +297,26 @@ _shared: dict[str, Workspace] = {}
 
 
 def shared_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """The session's one built workspace (built on first use; the test modules' fixtures share it)."""
+    """The test run's one built workspace, shared by the test modules of every parallel worker (pytest-xdist):
+    the first to ask builds it under the run's base temporary folder while holding a lock; the others wait for
+    that build and reuse it, each with a folder of logs of its own."""
     tools = require_tools()
     if "workspace" not in _shared:
-        _shared["workspace"] = build_workspace(tmp_path_factory.mktemp("segaff_ws"), tools)
+        run_folder = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # workers' base folders lie side by side in the run's
+            run_folder = run_folder.parent
+        path = run_folder / "segaff_ws"
+        with open(run_folder / "segaff_ws.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            built = path / "install" / "setup.bash"
+            if not built.is_file():
+                shutil.rmtree(path, ignore_errors=True)  # a build that failed half-way
+                path.mkdir()
+                workspace = build_workspace(path, tools)
+            else:
+                workspace = Workspace(path, tools, "(built by another worker of this run)", path / "test_logs")
+        logs = tmp_path_factory.mktemp("tools_logs")  # this worker's logs: never another worker's files
+        _shared["workspace"] = dataclasses.replace(workspace, logs=logs)
     return _shared["workspace"]
 
 
@@ -362,6 +390,31 @@ class TestNode:
         self._spinner.start()
         self._broadcaster: Any = None
 
+    def wait_for_service(self, name: str, timeout_s: float = 90.0) -> None:
+        """Until this long-lived participant sees the service ``name`` (so the node is up and discoverable
+        before a short-lived ``ros2`` command looks for it); fails the test otherwise."""
+        client = self.node.create_client(self._service_type(name), name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout_s), f"service {name} not discovered in {timeout_s} s"
+        finally:
+            self.node.destroy_client(client)
+
+    def wait_for_publisher(self, topic: str, timeout_s: float = 90.0) -> None:
+        """Until this participant sees a publisher of ``topic``; fails the test otherwise."""
+        assert wait_until(lambda: self.node.count_publishers(topic) > 0, timeout_s, every_s=0.1), (
+            f"no publisher of {topic} discovered in {timeout_s} s")
+
+    @staticmethod
+    def _service_type(name: str) -> type:
+        """The type of the perception node's services that the tests wait for."""
+        from lifecycle_msgs.srv import ChangeState, GetState
+        from rcl_interfaces.srv import SetParameters
+
+        from segaff_msgs.srv import Query
+
+        types = {"get_state": GetState, "change_state": ChangeState, "set_parameters": SetParameters, "query": Query}
+        return types[name.rsplit("/", 1)[-1]]
+
     def publish_static_transform(self, parent: str, child: str, translation_m: tuple[float, float, float],
                                  quaternion_xyzw: tuple[float, float, float, float]) -> None:
         """Latch ``parent`` -> ``child`` on /tf_static (as static_transform_publisher does)."""
@@ -411,3 +464,33 @@ class TestNode:
         self.node.destroy_node()
         self.context.try_shutdown()
         self._spinner.join(timeout=10.0)
+
+
+@dataclass
+class NodeCommands:
+    """The ``ros2 lifecycle`` and ``ros2 param`` commands a user types for ``node``, each run once the long-lived
+    ``graph`` participant has discovered the services it calls (and retried as :meth:`Workspace.run` retries)."""
+
+    workspace: Workspace
+    graph: TestNode
+    node: str
+
+    def lifecycle(self, verb: str) -> CommandResult:
+        """``ros2 lifecycle get NODE`` (``verb`` "get") or ``ros2 lifecycle set NODE VERB``."""
+        self.graph.wait_for_service(f"{self.node}/get_state")
+        self.graph.wait_for_service(f"{self.node}/change_state")
+        arguments = f"get {NO_DAEMON} {self.node}" if verb == "get" else f"set {NO_DAEMON} {self.node} {verb}"
+        return self.workspace.run(f"ros2 lifecycle {arguments}")
+
+    def lifecycle_state(self) -> str:
+        """The state ``ros2 lifecycle get`` prints (its exit 0 asserted)."""
+        result = self.lifecycle("get")
+        match = re.search(r"^(\w+) \[\d\]", result.output, re.MULTILINE)
+        assert result.returncode == 0 and match, str(result)
+        return match.group(1)
+
+    def param(self, arguments: str) -> CommandResult:
+        """``ros2 param VERB [options] NODE REST`` for ``arguments`` = "VERB REST" (e.g. "set mask_threshold 0.4")."""
+        self.graph.wait_for_service(f"{self.node}/set_parameters")
+        verb, _, rest = arguments.partition(" ")
+        return self.workspace.run(f"ros2 param {verb} {PARAM_OPTIONS} {self.node} {rest}".rstrip())
