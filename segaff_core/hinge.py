@@ -117,6 +117,21 @@ def _front_points(mask: np.ndarray, depth_m: np.ndarray, K: np.ndarray, min_dept
     return points[:: max(1, count // _MAX_PLANE_POINTS)]
 
 
+def _front_plane(mask: np.ndarray, depth_m: np.ndarray, K: np.ndarray, min_depth_m: float,
+                 max_depth_m: float) -> Optional[Plane]:
+    """The plane of the masked points with valid depth; None where too few or too few of them on it."""
+    points = _front_points(mask, depth_m, K, min_depth_m, max_depth_m)
+    plane = None if points is None else fit_plane(points)
+    return plane if plane is not None and plane.inlier_fraction >= MIN_INLIER_FRACTION else None
+
+
+def _on_image_border(pixels: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """Which ``pixels`` (N, 2) ``(u, v)`` lie within ``BORDER_PX`` of the border of an image of ``image_hw``."""
+    height, width = image_hw
+    u, v = pixels[:, 0], pixels[:, 1]
+    return (u < BORDER_PX) | (u > width - 1 - BORDER_PX) | (v < BORDER_PX) | (v > height - 1 - BORDER_PX)
+
+
 def _outline(mask: np.ndarray) -> np.ndarray:
     """The pixels (N, 2) ``(u, v)`` of the outline of the mask's largest connected region."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -160,9 +175,8 @@ def find_hinge_line(
     mask = np.asarray(mask, bool)
     if not (mask.any() and np.all(np.isfinite(handle)) and np.all(np.isfinite(axis)) and np.any(axis)):
         return None
-    points = _front_points(mask, depth_m, K, min_depth_m, max_depth_m)
-    plane = None if points is None else fit_plane(points)
-    if plane is None or plane.inlier_fraction < MIN_INLIER_FRACTION:
+    plane = _front_plane(mask, depth_m, K, min_depth_m, max_depth_m)
+    if plane is None:
         return None
     axis = axis / np.linalg.norm(axis)
     if abs(float(axis @ plane.normal)) > math.sin(math.radians(MAX_AXIS_OUT_OF_PLANE_DEG)):
@@ -194,10 +208,7 @@ def find_hinge_line(
     hinge_offset = first_offset if abs(first - handle_across) > abs(second - handle_across) else second_offset
     hinge_across = hinge_offset + slope * handle_along
     near_hinge = np.abs(flat[:, 1] - (hinge_offset + slope * flat[:, 0])) <= 0.1 * side_width
-    height_px, width_px = mask.shape
-    on_border = ((pixels[:, 0] < BORDER_PX) | (pixels[:, 0] > width_px - 1 - BORDER_PX)
-                 | (pixels[:, 1] < BORDER_PX) | (pixels[:, 1] > height_px - 1 - BORDER_PX))
-    if not near_hinge.any() or on_border[near_hinge].mean() > MAX_BORDER_FRACTION:
+    if not near_hinge.any() or _on_image_border(pixels[near_hinge], mask.shape).mean() > MAX_BORDER_FRACTION:
         return None
     origin = plane.point + handle_along * along + hinge_across * across
     return HingeLine(origin=origin, normal=plane.normal, width_m=side_width, length_m=length)
