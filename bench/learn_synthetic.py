@@ -11,7 +11,8 @@ Writes a synthetic SceneFun3D-format data set (``segaff_core.synth.generate_data
 synthetic config (``trainer.max_time`` bounds it; warm-up, then a cosine anneal over that time), and
 evaluates the final weights on the held-out test scenes. Printed: mIoU, P_Det, motion type accuracy,
 axis error (all samples), the axis flip rate, the published and learned trajectories' endpoint error and
-roughness (segaff_core.metrics), and the accuracy on spatial phrases: of the held-out samples whose
+roughness, a rotation's origin error (distance to the hinge line over the object's diameter) and the opening
+extent error (segaff_core.metrics), and the accuracy on spatial phrases: of the held-out samples whose
 instruction holds a spatial word (top, bottom, left, right, upper, lower, middle, second; "leftmost"
 counts), the fraction whose predicted mask has IoU >= 0.5 with the
 named part. The same for the other samples, for comparison.
@@ -170,6 +171,10 @@ def main() -> None:
         for label, prefix in (("published trajectory", ""), ("learned trajectory", "learned_")):
             print(f"{label:24s} endpoint error {metrics[f'{prefix}trajectory_endpoint_error_m'] * 100:.1f} cm, "
                   f"roughness {metrics[f'{prefix}trajectory_roughness_m'] * 1000:.2f} mm")
+        print(f"{'origin error (rotation)':24s} median {metrics['median_origin_error_opd']:.3f}, mean "
+              f"{metrics['mean_origin_error_opd']:.3f} of the diameter (distance to the hinge line, OPD)")
+        print(f"{'opening extent error':24s} median {metrics['median_extent_error_rotation_deg']:.1f} deg "
+              f"(rotations), {metrics['median_extent_error_translation_m'] * 100:.1f} cm (translations)")
         print(f"{'spatial phrases':24s} {iou_accuracy(spatial)} with IoU >= {IOU_CORRECT}")
         print(f"{'other phrases':24s} {iou_accuracy(other)} with IoU >= {IOU_CORRECT}")
         print(json.dumps({k: (None if math.isnan(v) else round(v, 4)) for k, v in metrics.items()}))

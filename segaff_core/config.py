@@ -114,7 +114,9 @@ class TestParams:
 
     ``surface_axis``: evaluate the axis as the Predictor publishes it by default, made to agree with the
     part's surface where it nearly does (:func:`segaff_core.motion.surface_consistent_axis`); False scores
-    the model's own axis.
+    the model's own axis. ``hinge_origin``: evaluate a rotation's origin as the Predictor publishes it by
+    default, on the hinge line that the mask and the depth show (:func:`segaff_core.hinge.find_hinge_line`);
+    False scores the model's own origin.
     """
 
     test_iou_threshold: float = 0.5
@@ -125,6 +127,7 @@ class TestParams:
     opd_origin_threshold: float = 0.25
     seed_origin_threshold: float = 0.1
     surface_axis: bool = True
+    hinge_origin: bool = True
 
 
 @dataclass

@@ -91,7 +91,7 @@ def _vectors(array: np.ndarray, name: str) -> np.ndarray:
 def transform_prediction(prediction: AffordancePrediction, transform: RigidTransform) -> AffordancePrediction:
     """A copy of ``prediction`` with its 3D fields in ``transform``'s target frame.
 
-    ``point_3d``, ``origin`` and both trajectories move as points; ``approach`` and ``axis`` rotate as
+    ``point_3d``, both origins and both trajectories move as points; ``approach`` and ``axis`` rotate as
     directions. The mask, ``point_px``, scores, motion type, ``valid_3d`` and timings (copied) are
     unchanged; NaN fields stay NaN.
     """
@@ -102,6 +102,7 @@ def transform_prediction(prediction: AffordancePrediction, transform: RigidTrans
         trajectory=transform.apply_points(prediction.trajectory),
         learned_trajectory=(None if prediction.learned_trajectory is None
                             else transform.apply_points(prediction.learned_trajectory)),
+        learned_origin=None if prediction.learned_origin is None else transform.apply_points(prediction.learned_origin),
         approach=transform.apply_vectors(prediction.approach),
         axis=transform.apply_vectors(prediction.axis),
         timings=dict(prediction.timings),

@@ -15,7 +15,8 @@
   extents; ``trajectory`` generated from the fused motion as each frame's is
   (:mod:`segaff_core.motion`): along the fused axis from the fused point, or about the fused axis line
   through the fused origin, by the fused extent; ``learned_trajectory`` the fused point plus the
-  per-point median of their ``learned_trajectory - learned_trajectory[0]`` (None when a frame has none).
+  per-point median of their ``learned_trajectory - learned_trajectory[0]`` (None when a frame has none);
+  ``learned_origin`` the fused point plus the median of their ``learned_origin - point_3d`` (None likewise).
   With no such frame the 3D fields are NaN and ``valid_3d`` is False.
 - ``timings``: each name summed over the frames (a frame without it counts 0): the work the frames took.
 """
@@ -66,7 +67,7 @@ def fuse_predictions(predictions: Sequence[AffordancePrediction]) -> FusedPredic
 
     lifted = [frame for frame in agreeing if _has_3d(frame)]
     points = len(agreeing[0].trajectory)
-    learned_trajectory = None
+    learned_trajectory = learned_origin = None
     if lifted:
         point_3d = np.median([frame.point_3d for frame in lifted], axis=0)
         approach = _sign_aligned_mean(np.stack([frame.approach for frame in lifted]))
@@ -80,6 +81,8 @@ def fuse_predictions(predictions: Sequence[AffordancePrediction]) -> FusedPredic
             learned_trajectory = point_3d[None, :] + np.median(
                 [frame.learned_trajectory - frame.learned_trajectory[:1] for frame in lifted], axis=0
             )
+        if all(frame.learned_origin is not None for frame in lifted):
+            learned_origin = point_3d + np.median([frame.learned_origin - frame.point_3d for frame in lifted], axis=0)
     else:
         point_3d, approach, origin = np.full(3, np.nan), np.full(3, np.nan), np.full(3, np.nan)
         extent = math.nan
@@ -104,6 +107,7 @@ def fuse_predictions(predictions: Sequence[AffordancePrediction]) -> FusedPredic
         valid_3d=bool(lifted),
         learned_trajectory=learned_trajectory,
         opening_extent=extent,
+        learned_origin=learned_origin,
     )
     agreement = FusionAgreement(
         frames=len(frames),

@@ -11,9 +11,12 @@ full resolution and lifted to 3D with the depth map (:mod:`segaff_core.lifting`)
   median in a window inside the mask, else the mask's median) at the interaction pixel;
 - ``approach``: minus the surface normal of the masked points within ``NORMAL_RADIUS_M`` of ``point_3d``
   (the viewing ray when fewer than 3 such points exist);
-- ``origin``: ``point_3d + origin_offset`` for rotation, ``point_3d`` for translation;
 - ``axis``: the predicted axis in the opening sense, made to agree with the surface at the handle where it
   nearly does (``surface_axis``, :func:`~segaff_core.motion.surface_consistent_axis`);
+- ``origin``: for rotation, a point of the hinge line on the mask's boundary in the front's plane away from
+  the handle where mask and depth decide it (``hinge_origin``, :func:`~segaff_core.hinge.find_hinge_line`), else
+  ``point_3d + origin_offset``; ``point_3d`` for translation. ``learned_origin``: the model's own
+  (``point_3d + origin_offset``, or ``point_3d``);
 - ``trajectory``: ``point_3d`` plus the model's relative trajectory, as predicted (no arc fitting).
 
 When no valid depth is found for the point, ``valid_3d`` is False and the 3D fields are NaN (the axis,
@@ -38,9 +41,10 @@ import torch.nn.functional as F
 from segaff_core import checkpoint, geometry
 from segaff_core.geometry import normalised_to_pixel
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD, resize_image_tensor, resize_nearest_tensor
-from segaff_core.lifting import DEPTH_WINDOW_PX, NORMAL_RADIUS_M, lift_point
+from segaff_core.hinge import find_hinge_line
+from segaff_core.lifting import DEPTH_WINDOW_PX, NORMAL_RADIUS_M, at_depth_resolution, lift_point
 from segaff_core.model import SegAffordanceModel, TextConditioning, fold_batchnorm
-from segaff_core.motion import publish_motion
+from segaff_core.motion import publish_motion, surface_consistent_axis
 from segaff_core.runtimes import (
     BACKEND_CHOICES, COMPILE_MODES, BuildRequest, EngineCache, FrameRuntime, Precision, TorchOptions,
     check_precision, create_runtime,
@@ -81,6 +85,7 @@ class AffordancePrediction:
     valid_3d: bool = True  # False: no valid depth at the point, 3D fields are NaN
     learned_trajectory: Optional[np.ndarray] = None  # (20, 3) absolute: the trajectory head's own path
     opening_extent: float = math.nan  # metres (translation) or radians (rotation) the published path opens
+    learned_origin: Optional[np.ndarray] = None  # (3,) the model's own origin (origin: on the hinge line where found)
 
     def to_dict(self, include_mask: bool = True) -> dict[str, Any]:
         """JSON-ready dict: arrays as (nested) lists, NaN as None; ``include_mask`` False leaves the
@@ -101,6 +106,7 @@ class AffordancePrediction:
             "valid_3d": bool(self.valid_3d),
             "learned_trajectory": None if self.learned_trajectory is None else _json_list(self.learned_trajectory),
             "opening_extent": _json_float(self.opening_extent),
+            "learned_origin": None if self.learned_origin is None else _json_list(self.learned_origin),
         }
 
 
@@ -172,6 +178,8 @@ class Predictor:
     feature, as emulated bf16 is slower than fp32). Depths outside ``[min_depth_m, max_depth_m]`` are not
     used for the 3D point. ``surface_axis`` (default True) makes the axis agree with the part's surface where
     it nearly does (:func:`~segaff_core.motion.surface_consistent_axis`); False publishes the model's axis.
+    ``hinge_origin`` (default True) puts a rotation's origin on the hinge line that the mask and the depth show
+    (:func:`~segaff_core.hinge.find_hinge_line`); False publishes the model's origin (always in ``learned_origin``).
 
     ``backend`` runs the per-frame network (:mod:`segaff_core.runtimes`): ``"auto"`` (the fastest runtime
     installed for the device that reproduces PyTorch fp32, see :mod:`segaff_core.runtimes.selection`;
@@ -212,6 +220,7 @@ class Predictor:
         backend: str = "auto",
         cache_dir: Union[str, "PathLike[str]", None] = None,
         surface_axis: bool = True,
+        hinge_origin: bool = True,
     ) -> None:
         height, width = (int(size) for size in input_size)
         if height <= 0 or width <= 0 or height % 32 or width % 32:
@@ -239,6 +248,7 @@ class Predictor:
         self.input_size = (height, width)
         self.mask_threshold = mask_threshold
         self.surface_axis = surface_axis
+        self.hinge_origin = hinge_origin
         self.min_depth_m = min_depth_m
         self.max_depth_m = max_depth_m
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -399,7 +409,7 @@ class Predictor:
         image_done = time.perf_counter()
         prediction = prediction_from_outputs(
             outputs, rgb.shape[:2], depth_m, K, 0, self.mask_threshold, self.min_depth_m, self.max_depth_m,
-            self.surface_axis,
+            self.surface_axis, self.hinge_origin,
         )
         end = time.perf_counter()
         prediction.timings = {
@@ -469,20 +479,29 @@ def prediction_from_outputs(
     min_depth_m: float = 0.1,
     max_depth_m: float = 10.0,
     surface_axis: bool = True,
+    hinge_origin: bool = True,
 ) -> AffordancePrediction:
     """Item ``index`` of the model's ``outputs`` at the image size ``rgb_hw`` (K's), lifted to 3D.
 
     ``depth_m`` (metres, 0 invalid) may be an integer scale of ``rgb_hw``. Shared by :class:`Predictor`
-    and :func:`segaff_core.visualize.draw_sample`; ``timings`` is left empty.
+    and :func:`segaff_core.visualize.draw_sample`; ``timings`` is left empty. ``surface_axis`` and
+    ``hinge_origin`` as in :class:`Predictor`.
     """
     height, width = rgb_hw
     host = _gather_outputs(outputs, index, rgb_hw, mask_threshold)
     u, v = np.clip(normalised_to_pixel(host.point_xy, (height, width)), 0.0, [width - 1, height - 1]).tolist()
     motion_index = int(np.argmax(host.motion_probability))
     point_3d, approach = lift_point(u, v, host.mask, depth_m, K, min_depth_m, max_depth_m)
-    origin = point_3d + host.origin_offset if motion_index == 1 else point_3d.copy()
+    learned_origin = point_3d + host.origin_offset if motion_index == 1 else point_3d.copy()
+    axis = host.axis / max(float(np.linalg.norm(host.axis)), 1e-12)
+    if surface_axis:
+        axis = surface_consistent_axis(motion_index, axis, approach)
+    origin = learned_origin
+    if motion_index == 1 and hinge_origin:
+        origin = _hinge_line_origin(host.mask, depth_m, K, point_3d, axis, min_depth_m, max_depth_m, learned_origin)
     learned = host.trajectory - host.trajectory[:1]
-    motion = publish_motion(motion_index, host.axis, host.origin_offset, approach, learned, surface_axis)
+    motion = publish_motion(motion_index, axis, origin - point_3d, approach, learned, surface_axis=False,
+                            learned_origin_offset=learned_origin - point_3d)
     return AffordancePrediction(
         mask=host.mask,
         mask_score=host.mask_score,
@@ -490,11 +509,23 @@ def prediction_from_outputs(
         point_3d=point_3d,
         approach=approach,
         axis=motion.axis,
-        origin=origin,
+        origin=origin.copy(),
         motion_type=MOTION_TYPES[motion_index],
         motion_type_confidence=float(host.motion_probability[motion_index]),
         trajectory=point_3d[None, :] + motion.relative_trajectory,
         valid_3d=bool(np.all(np.isfinite(point_3d))),
         learned_trajectory=point_3d[None, :] + learned,
         opening_extent=motion.extent,
+        learned_origin=learned_origin,
     )
+
+
+def _hinge_line_origin(
+    mask: np.ndarray, depth_m: np.ndarray, K: np.ndarray, point_3d: np.ndarray, axis: np.ndarray,
+    min_depth_m: float, max_depth_m: float, learned_origin: np.ndarray,
+) -> np.ndarray:
+    """The origin on the hinge line found in the depth map's resolution (:func:`~segaff_core.hinge.find_hinge_line`),
+    else ``learned_origin``."""
+    mask_depth, K_depth = at_depth_resolution(mask, depth_m.shape, K)
+    hinge = find_hinge_line(mask_depth, depth_m, K_depth, point_3d, axis, min_depth_m, max_depth_m)
+    return learned_origin if hinge is None else hinge.origin

@@ -40,13 +40,8 @@ def lift_point(
     height, width = mask.shape
     depth_height, depth_width = depth_m.shape
     sx, sy = depth_width / width, depth_height / height
-    K_depth = geometry.scale_intrinsics(K, sx, sy)
+    mask_depth, K_depth = at_depth_resolution(mask, depth_m.shape, K)
     u_depth, v_depth = (u + 0.5) * sx - 0.5, (v + 0.5) * sy - 0.5
-    mask_depth = mask
-    if (depth_height, depth_width) != (height, width):
-        mask_depth = cv2.resize(
-            mask.astype(np.uint8), (depth_width, depth_height), interpolation=cv2.INTER_NEAREST_EXACT
-        ).astype(bool)
     z = geometry.robust_depth_at(
         depth_m,
         u_depth,
@@ -60,6 +55,16 @@ def lift_point(
         return np.full(3, np.nan), np.full(3, np.nan)
     point_3d = geometry.backproject(u, v, z, K)
     return point_3d, _approach_at(point_3d, u_depth, v_depth, mask_depth, depth_m, K_depth)
+
+
+def at_depth_resolution(mask: np.ndarray, depth_hw: tuple[int, int], K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``mask`` (H, W) bool and its intrinsics K at the depth map's size ``depth_hw`` (an integer scale of it)."""
+    (height, width), (depth_height, depth_width) = mask.shape, depth_hw
+    K_depth = geometry.scale_intrinsics(K, depth_width / width, depth_height / height)
+    if (depth_height, depth_width) == (height, width):
+        return mask, K_depth
+    resized = cv2.resize(mask.astype(np.uint8), (depth_width, depth_height), interpolation=cv2.INTER_NEAREST_EXACT)
+    return resized.astype(bool), K_depth
 
 
 def _approach_at(

@@ -188,6 +188,7 @@ class SegAffordanceModule(L.LightningModule):
             diameter=batch["diameter"],
             pred_trajectory=np.stack([p.trajectory for p in predictions]),
             pred_learned_trajectory=np.stack([p.learned_trajectory for p in predictions]),
+            pred_extent=[p.opening_extent for p in predictions],
             gt_trajectory=batch["point_3d"][:, None, :] + batch["trajectory"],  # the data sets' are relative
             has_trajectory=batch["has_trajectory"],
             sample_index=batch.get("index"),
@@ -202,7 +203,7 @@ class SegAffordanceModule(L.LightningModule):
         return [
             prediction_from_outputs(
                 outputs, size, depths[i], intrinsics[i], i, self.test_params.test_pred_threshold,
-                surface_axis=self.test_params.surface_axis,
+                surface_axis=self.test_params.surface_axis, hinge_origin=self.test_params.hinge_origin,
             )
             for i in range(len(depths))
         ]

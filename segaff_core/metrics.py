@@ -14,8 +14,10 @@ Rates (``P_*``) are fractions of all samples.
 Where the ground truth has a trajectory, its sense of opening gives the axis a sign (translation: the opening
 direction; rotation: the right-hand sense of opening): ``ERR_ADir_signed`` and ``axis_flip_rate`` judge the
 predicted axis's sign as well, and both predicted trajectories (published: generated from the motion;
-learned: the trajectory head's) are scored by endpoint error and roughness. ``ERR_ADir`` and the mean origin errors average over the
-detected samples with the right motion type (as OPD); the point error averages over all samples.
+learned: the trajectory head's) are scored by endpoint error and roughness, and the published opening extent
+against the ground truth's (its trajectory's, :func:`segaff_core.motion.trajectory_extent`). ``ERR_ADir``, the
+origin errors (mean, and median) and the extent errors (median: rotations in degrees, translations in metres)
+are over the detected samples with the right motion type (as OPD); the point error averages over all samples.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch
 
 from segaff_core.config import TestParams
 from segaff_core.geometry import axis_in_opening_sense
+from segaff_core.motion import trajectory_extent
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class SampleResult:
     learned_endpoint_error_m: float = math.nan
     roughness_m: float = math.nan
     learned_roughness_m: float = math.nan
+    extent_error: float = math.nan  # |published - ground-truth opening extent|: metres (translation) or radians
     sample_index: int = -1  # the sample's index in its data set (-1: not given)
 
 
@@ -174,6 +178,7 @@ def evaluate_sample(
     pred_trajectory: Optional[np.ndarray] = None,
     pred_learned_trajectory: Optional[np.ndarray] = None,
     gt_trajectory: Optional[np.ndarray] = None,
+    pred_extent: float = math.nan,
 ) -> SampleResult:
     """Evaluate one prediction against its ground truth.
 
@@ -181,7 +186,8 @@ def evaluate_sample(
     thresholded with ``> test_pred_threshold``; points are ``(x, y)`` in [0, 1]; 3D values are metres;
     ``diameter`` <= 0 or non-finite means unknown (a rotation's origin then counts as wrong). With
     ``gt_trajectory`` (T, 3) absolute, the sign-aware axis error, the flip and, given the predicted
-    (published and learned) absolute trajectories, their endpoint errors and roughness are judged too.
+    (published and learned) absolute trajectories, their endpoint errors and roughness are judged too, and
+    with the right motion type the published ``pred_extent`` (metres or radians) against the ground truth's.
     """
     pred_mask, gt_mask = np.asarray(pred_mask), np.asarray(gt_mask)
     if pred_mask.shape != gt_mask.shape or gt_mask.ndim != 2:
@@ -213,6 +219,11 @@ def evaluate_sample(
             "signed_axis_error_deg": signed_axis_error_deg(pred_axis, gt_axis_opening),
             "axis_flipped": axis_flipped(pred_axis, gt_axis_opening),
         }
+        if int(pred_motion_type) == int(gt_motion_type) and math.isfinite(pred_extent):
+            gt_path = np.asarray(gt_trajectory, np.float64)
+            gt_offset = np.asarray(gt_origin, np.float64) - gt_path[0]
+            gt_extent = trajectory_extent(int(gt_motion_type), _unit(gt_axis), gt_offset, gt_path)
+            trajectory_fields["extent_error"] = abs(float(pred_extent) - gt_extent)
         for prefix, trajectory in (("", pred_trajectory), ("learned_", pred_learned_trajectory)):
             if trajectory is not None and np.all(np.isfinite(trajectory)):
                 trajectory_fields[f"{prefix}endpoint_error_m"] = trajectory_endpoint_error(trajectory, gt_trajectory)
@@ -236,9 +247,20 @@ def evaluate_sample(
     )
 
 
+def _unit(vector: np.ndarray) -> np.ndarray:
+    vector = np.asarray(vector, np.float64)
+    return vector / np.linalg.norm(vector)
+
+
 def _mean(values: list[float]) -> float:
     """Mean of a list; NaN when empty."""
     return float(np.mean(values)) if values else math.nan
+
+
+def _median_finite(values: list[float]) -> float:
+    """Median of the finite values of a list; NaN when there is none."""
+    finite = [value for value in values if math.isfinite(value)]
+    return float(np.median(finite)) if finite else math.nan
 
 
 @dataclass
@@ -270,6 +292,7 @@ class MetricAccumulator:
         gt_trajectory: Any = None,
         has_trajectory: Any = None,
         sample_index: Any = None,
+        pred_extent: Any = None,
     ) -> list[SampleResult]:
         """Add a batch (numpy arrays or torch tensors, leading dim B) and return its results.
 
@@ -278,7 +301,7 @@ class MetricAccumulator:
         points (B, 2) in [0, 1]; ``diameter`` (B,) metres (0 = unknown); optionally the absolute
         trajectories (B, T, 3), published and learned, the ground truth's and ``has_trajectory`` (B,) bool
         (every ground truth counts as known when it is None); ``sample_index`` (B,) the samples' data set
-        indices (kept in :attr:`SampleResult.sample_index`).
+        indices (kept in :attr:`SampleResult.sample_index`); ``pred_extent`` (B,) the published opening extents.
         """
         pred_masks, gt_masks = _numpy(pred_mask), _numpy(gt_mask)
         if pred_masks.ndim == 4:
@@ -307,10 +330,13 @@ class MetricAccumulator:
         if len(indices) != batch_size:
             raise ValueError(f"sample_index needs the batch size {batch_size}, got {len(indices)}")
 
-        def trajectories(i: int) -> dict[str, Optional[np.ndarray]]:
+        extents = np.full(batch_size, np.nan) if pred_extent is None else _numpy(pred_extent).reshape(-1)
+
+        def trajectories(i: int) -> dict[str, Any]:
             if not known[i]:
                 return {}
-            return {name: None if value is None else value[i] for name, value in optional.items()}
+            return {**{name: None if value is None else value[i] for name, value in optional.items()},
+                    "pred_extent": float(extents[i])}
 
         batch_results = [
             dataclasses.replace(evaluate_sample(
@@ -367,6 +393,7 @@ class MetricAccumulator:
             "mean_point_error_norm": _mean([r.point_error_norm for r in results]),
             "mean_origin_error_opd": _mean([r.origin_error_opd for r in origin_judged]),
             "mean_origin_error_seed": _mean([r.origin_error_seed for r in origin_judged]),
+            "median_origin_error_opd": _median_finite([r.origin_error_opd for r in origin_judged]),
             "num_samples": float(count),
             "num_rotation_without_diameter": float(missing_diameter),
             **self._motion_metrics(det_m),
@@ -382,7 +409,10 @@ class MetricAccumulator:
         def mean_finite(name: str) -> float:
             return _mean([getattr(r, name) for r in with_trajectory if math.isfinite(getattr(r, name))])
 
+        rotations = [r.extent_error for r in judged if r.is_rotation]
         return {
+            "median_extent_error_rotation_deg": math.degrees(_median_finite(rotations)),
+            "median_extent_error_translation_m": _median_finite([r.extent_error for r in judged if not r.is_rotation]),
             "ERR_ADir_signed": _mean([r.signed_axis_error_deg for r in judged]),
             "axis_flip_rate": _mean([float(r.axis_flipped) for r in judged]),
             "trajectory_endpoint_error_m": mean_finite("endpoint_error_m"),

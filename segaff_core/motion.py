@@ -7,8 +7,12 @@ surface toward free space: its opening velocity (the axis, or ``axis x (handle -
 the approach direction (which points into the surface). Where the approach says little (no depth at the
 point, or a velocity nearly parallel to the surface) the model's learned trajectory decides the sign.
 
-The opening extent (metres or radians) is read off the learned trajectory: how far its last point lies
-along the axis (translation) or the angle it swept about the axis line (rotation).
+The opening extent (metres or radians) is read off the learned trajectory (:func:`trajectory_extent`: how
+far its last point lies along the axis, or the angle it swept about the axis line through the model's own
+origin, which it was learned with, wherever the published origin lies) and kept where it is
+plausible for a part that opens fully; elsewhere the motion type's typical extent stands
+(:func:`plausible_extent`): on frames unlike its training data the model's path may open a door by a few
+degrees only, an arc no gripper can follow.
 
 With ``surface_axis`` (the default) the axis is first made to agree with the part's surface at the handle
 where it nearly does (:func:`surface_consistent_axis`): furniture's drawers slide along the normal of their
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -29,6 +34,14 @@ MIN_APPROACH_AGREEMENT = 0.2
 SURFACE_AXIS_MAX_DEG = 30.0
 """Largest angle between the predicted axis and what the surface implies (translation: the normal; rotation:
 the plane) for which :func:`surface_consistent_axis` replaces it; further off, the prediction stands."""
+
+ROTATION_EXTENT_RAD = (math.radians(70.0), math.radians(110.0), math.radians(90.0))
+"""A rotation's plausible opening extent (radians): the range in which the learned one is kept, and the
+extent published outside it (doors, flaps and lids open by about a right angle)."""
+
+TRANSLATION_EXTENT_M = (0.15, 0.5, 0.3)
+"""A translation's plausible opening extent (metres): the range in which the learned one is kept, and the
+extent published outside it (drawers pull out by about two thirds of a cabinet's depth)."""
 
 _EPS = 1e-9
 
@@ -56,6 +69,25 @@ def _swept_angle(axis: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
     return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
 
 
+def trajectory_extent(motion_type: int, axis: np.ndarray, origin_offset: np.ndarray, trajectory: np.ndarray) -> float:
+    """How far the hand's path ``trajectory`` (T, 3) opens: its last point along the unit ``axis`` from its
+    first (translation, metres, unsigned) or the angle it swept about the line along ``axis`` through its
+    first point plus ``origin_offset`` (3,) (rotation, radians, 0 to pi)."""
+    trajectory = np.asarray(trajectory, np.float64)
+    chord = trajectory[-1] - trajectory[0]
+    if motion_type == 0:
+        return abs(float(chord @ axis))
+    offset = np.asarray(origin_offset, np.float64)
+    return _swept_angle(axis, -offset, chord - offset)
+
+
+def plausible_extent(motion_type: int, learned_extent: float) -> float:
+    """``learned_extent`` (metres or radians) where it lies in the motion type's plausible range
+    (:data:`TRANSLATION_EXTENT_M`, :data:`ROTATION_EXTENT_RAD`), else the range's typical extent."""
+    low, high, typical = TRANSLATION_EXTENT_M if motion_type == 0 else ROTATION_EXTENT_RAD
+    return learned_extent if low <= learned_extent <= high else typical
+
+
 def surface_consistent_axis(
     motion_type: int, axis: np.ndarray, approach: np.ndarray, max_deg: float = SURFACE_AXIS_MAX_DEG
 ) -> np.ndarray:
@@ -78,17 +110,18 @@ def surface_consistent_axis(
 
 def publish_motion(
     motion_type: int, axis: np.ndarray, origin_offset: np.ndarray, approach: np.ndarray,
-    learned_trajectory: np.ndarray, surface_axis: bool = True,
+    learned_trajectory: np.ndarray, surface_axis: bool = True, learned_origin_offset: Optional[np.ndarray] = None,
 ) -> PublishedMotion:
     """The published motion of a prediction: ``axis`` (3,) as predicted (any sign), ``origin_offset`` (3,)
     from the interaction point to the axis line (rotation), ``approach`` (3,) into the surface (NaN when
     unknown), ``learned_trajectory`` (T, 3) relative to the interaction point (first row zero);
-    ``surface_axis``: first make the axis agree with the surface (:func:`surface_consistent_axis`)."""
+    ``surface_axis``: first make the axis agree with the surface (:func:`surface_consistent_axis`);
+    ``learned_origin_offset`` (3,): the model's own offset, about which the learned path's angle is read
+    (None: ``origin_offset``)."""
     unit_axis = _unit(np.asarray(axis, np.float64))
     if surface_axis:
         unit_axis = surface_consistent_axis(motion_type, unit_axis, approach)
     learned = np.asarray(learned_trajectory, np.float64)
-    chord = learned[-1] - learned[0]
     offset = np.asarray(origin_offset, np.float64)
     start = np.zeros(3)
     agreement = float(_unit(opening_velocity(motion_type, unit_axis, start, offset)) @ _unit(np.asarray(approach, np.float64)))
@@ -99,10 +132,8 @@ def publish_motion(
     points = len(learned)
     if not np.any(unit_axis):  # no axis (a degenerate output): the hand stays where it is
         return PublishedMotion(axis=unit_axis, extent=0.0, relative_trajectory=np.zeros((points, 3)))
-    if motion_type == 0:
-        extent = abs(float(chord @ unit_axis))
-    else:
-        extent = _swept_angle(unit_axis, start - offset, learned[-1] - offset)
+    learned_offset = offset if learned_origin_offset is None else np.asarray(learned_origin_offset, np.float64)
+    extent = plausible_extent(motion_type, trajectory_extent(motion_type, unit_axis, learned_offset, learned))
     relative = opening_trajectory(motion_type, start, unit_axis, offset, extent, points)
     return PublishedMotion(axis=unit_axis, extent=extent, relative_trajectory=relative)
 

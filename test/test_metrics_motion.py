@@ -97,3 +97,23 @@ def test_the_accumulator_reports_the_motion_metrics_over_samples_with_a_trajecto
     assert metrics["learned_trajectory_endpoint_error_m"] == pytest.approx(0.01)  # its last point is odd: 1 cm aside
     assert metrics["learned_trajectory_roughness_m"] == pytest.approx(0.02)
     assert metrics["num_samples_with_trajectory"] == 2.0
+
+
+def test_the_extent_error_compares_the_published_extent_with_the_ground_truth_path_s() -> None:
+    from segaff_core.metrics import MetricAccumulator
+
+    door = trajectory_rotation(HANDLE, UP, HINGE, math.radians(90.0))
+    drawer = trajectory_translation(HANDLE, [0, 0, -1], 0.3)
+    mask = np.zeros((2, 4, 4))
+    mask[:, 1:3, 1:3] = 1
+    accumulator = MetricAccumulator()
+    accumulator.update(
+        pred_mask=mask, gt_mask=mask, pred_motion_type=[1, 0], gt_motion_type=[1, 0],
+        pred_axis=[UP, [0, 0, -1]], gt_axis=[-UP, [0, 0, 1]], pred_point=[[0.5, 0.5]] * 2, gt_point=[[0.5, 0.5]] * 2,
+        pred_origin=[HINGE + [0.02, 0.0, 0.0], HANDLE], gt_origin=[HINGE + 0.3 * UP, HANDLE], diameter=[0.5, 0.5],
+        gt_trajectory=np.stack([door, drawer]), pred_extent=[math.radians(80.0), 0.25],
+    )
+    metrics = accumulator.compute()
+    assert metrics["median_extent_error_rotation_deg"] == pytest.approx(10.0)
+    assert metrics["median_extent_error_translation_m"] == pytest.approx(0.05)
+    assert metrics["median_origin_error_opd"] == pytest.approx(0.04)  # 2 cm from the hinge line, diameter 50 cm
