@@ -7,6 +7,10 @@ network runs in a runtime of :mod:`segaff_core.runtimes` (PyTorch, ONNX Runtime,
 the text side runs in PyTorch once per instruction. The network outputs are upsampled to the RGB image's
 full resolution and lifted to 3D with the depth map (:mod:`segaff_core.lifting`):
 
+- ``point_px``: the point map's sub-pixel peak (:func:`~segaff_core.point_peak.refined_peak`: a
+  soft-argmax around the map's arg max, not over the whole map as the network's ``point_xy``), stable
+  under reduced precision;
+
 - ``point_3d``: back-projection of the robust depth (:func:`~segaff_core.geometry.robust_depth_at`,
   median in a window inside the mask, else the mask's median) at the interaction pixel;
 - ``approach``: minus the surface normal of the masked points within ``NORMAL_RADIUS_M`` of ``point_3d``
@@ -41,6 +45,7 @@ from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD, resize_image_tensor
 from segaff_core.lifting import DEPTH_WINDOW_PX, NORMAL_RADIUS_M, lift_point
 from segaff_core.model import SegAffordanceModel, TextConditioning, fold_batchnorm
 from segaff_core.motion import publish_motion
+from segaff_core.point_peak import refined_peak
 from segaff_core.runtimes import (
     BACKEND_CHOICES, COMPILE_MODES, BuildRequest, EngineCache, FrameRuntime, Precision, TorchOptions,
     check_precision, create_runtime,
@@ -418,7 +423,7 @@ class _HostOutputs:
 
     mask: np.ndarray  # (H, W) bool
     mask_score: float
-    point_xy: np.ndarray  # (2,) float64 in [0, 1]
+    point_xy: np.ndarray  # (2,) float64 in [0, 1], the point map's sub-pixel peak
     axis: np.ndarray  # (3,) float64
     origin_offset: np.ndarray  # (3,) float64
     trajectory: np.ndarray  # (T, 3) float64, relative
@@ -440,7 +445,7 @@ def _gather_outputs(
         mask_score = torch.where(count > 0, inside_mean, probability.max())  # the peak when the mask is empty
         values = torch.cat([
             mask_score.view(1),
-            outputs["point_xy"][index].float(),  # (2,)
+            refined_peak(outputs["point_logits"][index : index + 1])[0],  # (2,) the sub-pixel peak
             outputs["axis"][index].float(),  # (3,)
             outputs["origin_offset"][index].float(),  # (3,)
             outputs["motion_type_logits"][index].float().softmax(dim=-1),  # (2,)

@@ -10,6 +10,7 @@ import torch
 
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD
 from segaff_core.model import SegAffordanceModel
+from segaff_core.point_peak import refined_peak
 from segaff_core.runtimes.base import FrameRuntime
 from segaff_core.synth import render_scene
 from segaff_core.text import tokenize
@@ -99,7 +100,8 @@ def verify(
     axis_a, axis_e = (torch.nn.functional.normalize(outputs["axis"][0], dim=0) for outputs in (actual, expected))
     axis_deg = math.degrees(math.acos(float((axis_a * axis_e).sum().clamp(-1.0, 1.0))))
     scale = torch.tensor([width, height], dtype=torch.float32)
-    point_px = float(((actual["point_xy"][0] - expected["point_xy"][0]) * scale).norm())
+    point_a, point_e = (refined_peak(outputs["point_logits"])[0] for outputs in (actual, expected))  # as published
+    point_px = float(((point_a - point_e) * scale).norm())
     same_motion = bool(actual["motion_type_logits"].argmax() == expected["motion_type_logits"].argmax())
     tolerance = TOLERANCES[precision]
     passed = (iou >= tolerance.mask_iou and probability <= tolerance.mask_probability
