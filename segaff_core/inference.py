@@ -50,6 +50,7 @@ from segaff_core.runtimes import (
     BACKEND_CHOICES, COMPILE_MODES, BuildRequest, EngineCache, FrameRuntime, Precision, TorchOptions,
     check_precision, create_runtime,
 )
+from segaff_core.runtimes.calibration import SYNTHETIC, Calibration
 from segaff_core.runtimes.torch_runtime import AUTOCAST_DTYPES
 from segaff_core.text import tokenize
 
@@ -58,8 +59,11 @@ log = logging.getLogger(__name__)
 MOTION_TYPES = ("translation", "rotation")
 """Motion type names by class index (0 translation, 1 rotation)."""
 
-__all__ = ["BACKEND_CHOICES", "COMPILE_MODES", "DEPTH_WINDOW_PX", "MOTION_TYPES", "NORMAL_RADIUS_M",
+__all__ = ["BACKEND_CHOICES", "COMPILE_MODES", "DEPTH_WINDOW_PX", "MOTION_TYPES", "NORMAL_RADIUS_M", "PRECISIONS",
            "AffordancePrediction", "Precision", "Predictor", "lift_point", "prediction_from_outputs"]
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+"""Values of ``precision``."""
 
 TEXT_CACHE_SIZE = 8
 """Instructions whose text conditioning is kept (least recently used dropped first)."""
@@ -173,8 +177,11 @@ class Predictor:
 
     ``input_size`` is the network input ``(height, width)`` (multiples of 32). ``device``: ``"auto"``,
     ``"cpu"``, ``"cuda[:N]"``. ``precision``: ``fp32``, ``fp16`` (CUDA only: on the CPU a warning, then
-    fp32) or ``bf16`` (CUDA, or a CPU with native bf16: elsewhere a ValueError naming the missing CPU
-    feature, as emulated bf16 is slower than fp32). Depths outside ``[min_depth_m, max_depth_m]`` are not
+    fp32), ``bf16`` (CUDA, or a CPU with native bf16: elsewhere a ValueError naming the missing CPU
+    feature, as emulated bf16 is slower than fp32) or ``int8`` (the CPU, OpenVINO quantised by NNCF;
+    ``calibration`` says on which frames: ``"synthetic"``, a few hundred of the project's generator, or
+    an OPD or SceneFun3D data set root, see :mod:`segaff_core.runtimes.calibration`; the engine is
+    cached per calibration set). Depths outside ``[min_depth_m, max_depth_m]`` are not
     used for the 3D point. ``surface_axis`` (default True) makes the axis agree with the part's surface where
     it nearly does (:func:`~segaff_core.motion.surface_consistent_axis`); False publishes the model's axis.
 
@@ -217,12 +224,13 @@ class Predictor:
         backend: str = "auto",
         cache_dir: Union[str, "PathLike[str]", None] = None,
         surface_axis: bool = True,
+        calibration: Union[str, "PathLike[str]", Calibration] = SYNTHETIC,
     ) -> None:
         height, width = (int(size) for size in input_size)
         if height <= 0 or width <= 0 or height % 32 or width % 32:
             raise ValueError(f"input_size must be positive multiples of 32 (height, width), got {input_size}")
-        if precision not in ("fp32", *AUTOCAST_DTYPES):
-            raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
         if backend not in BACKEND_CHOICES:
@@ -240,6 +248,7 @@ class Predictor:
             log.warning("fp16 autocast needs CUDA: running in fp32 on %s", self.device)
             precision = "fp32"
         check_precision(self.device, precision)
+        calibration = Calibration.parse(calibration)
         self.precision: Precision = precision
         self.input_size = (height, width)
         self.mask_threshold = mask_threshold
@@ -259,6 +268,7 @@ class Predictor:
         request = BuildRequest(
             model=self.model, input_size=self.input_size, device=self.device, precision=precision,
             cache=EngineCache(cache_dir), threads=threads, torch_options=TorchOptions(compile, compile_mode),
+            calibration=calibration,
         )
         self.runtime: FrameRuntime
         self.runtime, self.backend_reason = create_runtime(backend, request)
