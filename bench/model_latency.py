@@ -243,11 +243,7 @@ def _reduced_precisions(device: torch.device) -> list[str]:
     """Section 5's precisions besides fp32: CUDA fp16 and bf16; the CPU int8, and bf16 where it is native."""
     if device.type == "cuda":
         return ["fp16", "bf16"]
-    if not cpu_has_native_bf16():
-        logger.info("  (bf16 skipped: %s has no native bf16, %s; emulated bf16 is slower than fp32)",
-                    _cpu_name(), " or ".join(NATIVE_BF16_FLAGS))
-        return ["int8"]
-    return ["int8", "bf16"]
+    return ["int8", "bf16"] if cpu_has_native_bf16() else ["int8"]
 
 
 def _runtime_predictors(
@@ -430,6 +426,9 @@ def main() -> None:
                                  if BACKENDS[name].unavailable_reason(device, "fp32") is None]
     size = args.sizes[0]
     calibration = Calibration.parse(args.calibration, args.calibration_frames)
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        logger.info("\nbf16 skipped: %s has no native bf16 (%s); emulated bf16 is slower than fp32",
+                    _cpu_name(), " or ".join(NATIVE_BF16_FLAGS))
     with tempfile.TemporaryDirectory(prefix="segaff-bench-") as scratch:
         engines = Path(scratch) / "engines"
         groups = [[name for name in backends if name == "torch"], [name for name in backends if name != "torch"]]
