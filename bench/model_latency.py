@@ -12,8 +12,10 @@
    and without channels_last and torch.compile, split into preprocess, network and post-processing.
 5. Runtimes (--backends, default every one installed for the device): per backend x precision at the first
    size, the network and the Predictor end to end per frame and their ratio to the plain forward (measured
-   alternately), plus the default Predictor (backend auto) in fp32 and, on native-bf16 CPUs, bf16.
-6. Their accuracy against PyTorch fp32 on rendered frames (worst mask IoU, axis angle, interaction point).
+   alternately), plus the default Predictor (backend auto); precisions fp32, on the CPU int8 (OpenVINO,
+   calibrated on --calibration) and bf16 where native (skipped with a line saying so elsewhere).
+6. Their accuracy against PyTorch fp32 on rendered frames (per-frame worst mask IoU, axis angle,
+   interaction point, motion type).
 7. Start-up (checkpoint loaded, Predictor built, first frame done) with the default backend: a cold engine
    build, a cached engine, and PyTorch; the cached/PyTorch ratio.
 
@@ -42,6 +44,8 @@ from segaff_core.config import ModelParams
 from segaff_core.inference import AffordancePrediction, Predictor
 from segaff_core.model import SegAffordanceModel, build_model, fold_batchnorm
 from segaff_core.runtimes import AUTO_ORDER, BACKENDS, BackendUnavailableError, cpu_has_native_bf16
+from segaff_core.runtimes.calibration import DEFAULT_FRAMES, SYNTHETIC, Calibration
+from segaff_core.runtimes.hardware import NATIVE_BF16_FLAGS
 from segaff_core.synth import render_scene
 from segaff_core.text import tokenize
 
@@ -236,25 +240,33 @@ def predictor_options(model: SegAffordanceModel, device: torch.device, size: int
 
 
 def _reduced_precisions(device: torch.device) -> list[str]:
+    """Section 5's precisions besides fp32: CUDA fp16 and bf16; the CPU int8, and bf16 where it is native."""
     if device.type == "cuda":
         return ["fp16", "bf16"]
-    return ["bf16"] if cpu_has_native_bf16() else []
+    return ["int8", "bf16"] if cpu_has_native_bf16() else ["int8"]
 
 
 def _runtime_predictors(
-    model: SegAffordanceModel, device: torch.device, size: int, backends: list[str], cache_dir: Path
+    model: SegAffordanceModel, device: torch.device, size: int, backends: list[str], cache_dir: Path,
+    calibration: Calibration,
 ) -> dict[str, Predictor]:
-    """A Predictor per backend x precision that can run here ("auto": the default Predictor)."""
+    """A Predictor per backend x precision that can run here ("auto": the default Predictor); int8
+    engines are calibrated on ``calibration`` (the build time is logged)."""
     predictors: dict[str, Predictor] = {}
     for precision in ["fp32", *_reduced_precisions(device)]:
         for backend in backends:
             name = f"{'default (auto)' if backend == 'auto' else backend} {precision}"
+            start = time.perf_counter()
             try:
                 predictor = Predictor(model, input_size=(size, size), device=device, precision=precision,
-                                      backend=backend, cache_dir=cache_dir)
+                                      backend=backend, cache_dir=cache_dir, calibration=calibration)
             except (BackendUnavailableError, ValueError) as error:
                 logger.info("  (%s: %s)", name, error)
                 continue
+            engine = predictor.runtime.engine
+            if precision == "int8" and engine is not None and not engine.from_cache:
+                logger.info("  (%s: engine built in %.1f s, NNCF on %s: %.1f s)", name,
+                            time.perf_counter() - start, calibration.describe(), engine.record["quantization_s"])
             if backend == "auto":
                 name += f" -> {predictor.backend}"
             predictor.warmup()
@@ -310,8 +322,9 @@ def runtime_table(times: list[RuntimeTimes], size: int, repeats: int) -> None:
     the process: other runtimes' idle worker threads slow PyTorch down on a small CPU)."""
     seed = times[0].seed
     logger.info("\n[5] runtimes, %dx%d, median of %d frames, alternating with the plain forward (text encoded "
-                "every frame): %.1f ms with PyTorch alone, %s ms beside the other runtimes", size, size, repeats,
-                seed, ", ".join(f"{group.seed:.1f}" for group in times[1:]) or "-")
+                "every frame): %.1f ms with PyTorch alone, %s ms beside the other runtimes; every ratio divides "
+                "by the %.1f ms of PyTorch alone", size, size, repeats,
+                seed, ", ".join(f"{group.seed:.1f}" for group in times[1:]) or "-", seed)
     logger.info("%-34s %11s %9s %12s %9s", "backend precision", "network ms", "ratio", "end-to-end", "ratio")
     for group in times:
         for name, total in group.total.items():
@@ -327,7 +340,7 @@ def runtime_accuracy(predictors: dict[str, Predictor], reference: Predictor, siz
     samples = [render_scene(seed, (size, size)) for seed in range(frames)]
     expected = [reference(s.rgb, s.depth_m, s.parts[0].descriptions[0], s.K) for s in samples]
     logger.info("\n[6] accuracy vs PyTorch fp32 on %d rendered %dx%d frames; the fp32 masks cover %.1f%% "
-                "(goal fp32: IoU >= 0.98, <= 0.5 deg, <= 1 px; bf16: IoU >= 0.90, <= 3 deg, <= 4 px)",
+                "(goal fp32: IoU >= 0.98, <= 0.5 deg, <= 1 px; bf16, int8: IoU >= 0.90, <= 3 deg, <= 4 px)",
                 frames, size, size, 100 * statistics.mean(float(e.mask.mean()) for e in expected))
     logger.info("%-34s %14s %14s %13s %12s", "backend precision", "worst mask IoU", "worst axis deg",
                 "worst point px", "motion type")
@@ -385,6 +398,8 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", choices=tuple(BACKENDS),
                         help="runtimes of sections 5-6 (default: every one that can run on the device)")
     parser.add_argument("--runtimes-only", action="store_true", help="sections 5-7 only")
+    parser.add_argument("--calibration", default=SYNTHETIC, help="int8 calibration: synthetic or a data set root")
+    parser.add_argument("--calibration-frames", type=int, default=DEFAULT_FRAMES, help="int8 calibration frames")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
@@ -410,6 +425,10 @@ def main() -> None:
     backends = args.backends or [name for name in AUTO_ORDER.get(device.type, ("torch",))
                                  if BACKENDS[name].unavailable_reason(device, "fp32") is None]
     size = args.sizes[0]
+    calibration = Calibration.parse(args.calibration, args.calibration_frames)
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        logger.info("\nbf16 skipped: %s has no native bf16 (%s); emulated bf16 is slower than fp32",
+                    _cpu_name(), " or ".join(NATIVE_BF16_FLAGS))
     with tempfile.TemporaryDirectory(prefix="segaff-bench-") as scratch:
         engines = Path(scratch) / "engines"
         groups = [[name for name in backends if name == "torch"], [name for name in backends if name != "torch"]]
@@ -417,7 +436,7 @@ def main() -> None:
         predictors: dict[str, Predictor] = {}
         times = []
         for group in groups:  # PyTorch first, before any other runtime starts its worker threads
-            group_predictors = _runtime_predictors(model, device, size, group, engines)
+            group_predictors = _runtime_predictors(model, device, size, group, engines, calibration)
             times.append(time_runtimes(model, group_predictors, device, size, args.warmup, args.repeats))
             predictors.update(group_predictors)
         runtime_table(times, size, args.repeats)

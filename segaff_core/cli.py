@@ -2,11 +2,12 @@
 
     segaff predict --rgb RGB.png --depth DEPTH.png|.npy --text "open the drawer"
                    (--intrinsics fx,fy,cx,cy | --camera-info CAMERA.yaml) [--checkpoint C] [--out DIR]
-                   [--backend B] [--precision P] [--cache-dir D]
+                   [--backend B] [--precision P [--calibration DIR|synthetic]] [--cache-dir D]
     segaff synth --format {opd,sf3d} --out DIR --num N --seed S [--size WxH] [--workers W]
     segaff slim --checkpoint C --out C_SLIM
     segaff export --onnx OUT.onnx [--checkpoint C] [--input-size WxH] [--text "open the drawer"]
     segaff build-engine --backend B [--checkpoint C] [--size WxH] [--precision P] [--cache-dir D] [--device D]
+                        [--calibration DIR|synthetic] [--calibration-frames N]  (int8)
     segaff slim --checkpoint TRAINING.ckpt --out INFERENCE.ckpt
     segaff convert-sf3d --src SEED_LMDB_OR_ROOT --out NEW.lmdb --trust-pickle [--skip-bad]
 
@@ -167,8 +168,14 @@ BACKEND_HELP = ("runtime of the per-frame network: auto (the fastest installed t
 
 
 def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
-                        help="fp16: CUDA only; bf16: CUDA or a CPU with native bf16 (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"),
+                        help="fp16: CUDA only; bf16: CUDA or a CPU with native bf16; int8: the CPU, OpenVINO "
+                        "quantised by NNCF (default: %(default)s)")
+    parser.add_argument("--calibration", metavar="DIR|synthetic",
+                        help="int8: the frames it is calibrated on, 'synthetic' (the project's generator, the "
+                        "default) or an OPD or SceneFun3D data set root")
+    parser.add_argument("--calibration-frames", type=int, metavar="N",
+                        help="int8: how many calibration frames (default: 300)")
     parser.add_argument("--backend", default="auto", help=BACKEND_HELP)
     parser.add_argument("--cache-dir", type=Path,
                         help="engine cache directory (default: $XDG_CACHE_HOME/segaff or ~/.cache/segaff)")
@@ -180,13 +187,30 @@ def _load_predictor(args: argparse.Namespace, **options: object):
     from segaff_core.inference import Predictor
     from segaff_core.runtimes import BackendUnavailableError
 
+    calibration = parse_calibration(args)
     try:
         return Predictor.from_checkpoint(
             args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
-            cache_dir=args.cache_dir, **options,
+            cache_dir=args.cache_dir, calibration=calibration, **options,
         )
     except BackendUnavailableError as error:
         raise CliError(str(error)) from None
+
+
+def parse_calibration(args: argparse.Namespace):
+    """The int8 calibration of ``args`` (``--calibration``, ``--calibration-frames``); CliError for a
+    missing or unreadable DIR, or for calibration options without ``--precision int8``."""
+    from segaff_core.runtimes.calibration import DEFAULT_FRAMES, SYNTHETIC, Calibration
+
+    if args.precision != "int8":
+        if args.calibration is not None or args.calibration_frames is not None:
+            raise CliError(f"--calibration and --calibration-frames apply to --precision int8, not {args.precision}")
+        return Calibration()
+    try:
+        return Calibration.parse(args.calibration or SYNTHETIC,
+                                 DEFAULT_FRAMES if args.calibration_frames is None else args.calibration_frames)
+    except (OSError, ValueError) as error:
+        raise CliError(f"--calibration: {error}") from None
 
 
 def _run_predict(args: argparse.Namespace) -> int:

@@ -7,6 +7,10 @@ network runs in a runtime of :mod:`segaff_core.runtimes` (PyTorch, ONNX Runtime,
 the text side runs in PyTorch once per instruction. The network outputs are upsampled to the RGB image's
 full resolution and lifted to 3D with the depth map (:mod:`segaff_core.lifting`):
 
+- ``point_px``: the point map's sub-pixel peak (:func:`~segaff_core.point_peak.refined_peak`: a
+  soft-argmax around the map's arg max, not over the whole map as the network's ``point_xy``), stable
+  under reduced precision;
+
 - ``point_3d``: back-projection of the robust depth (:func:`~segaff_core.geometry.robust_depth_at`,
   median in a window inside the mask, else the mask's median) at the interaction pixel;
 - ``approach``: minus the surface normal of the masked points within ``NORMAL_RADIUS_M`` of ``point_3d``
@@ -45,10 +49,12 @@ from segaff_core.hinge import find_hinge_line
 from segaff_core.lifting import DEPTH_WINDOW_PX, NORMAL_RADIUS_M, at_depth_resolution, lift_point
 from segaff_core.model import SegAffordanceModel, TextConditioning, fold_batchnorm
 from segaff_core.motion import publish_motion, surface_consistent_axis
+from segaff_core.point_peak import refined_peak
 from segaff_core.runtimes import (
     BACKEND_CHOICES, COMPILE_MODES, BuildRequest, EngineCache, FrameRuntime, Precision, TorchOptions,
     check_precision, create_runtime,
 )
+from segaff_core.runtimes.calibration import SYNTHETIC, Calibration
 from segaff_core.runtimes.torch_runtime import AUTOCAST_DTYPES
 from segaff_core.text import tokenize
 
@@ -57,8 +63,11 @@ log = logging.getLogger(__name__)
 MOTION_TYPES = ("translation", "rotation")
 """Motion type names by class index (0 translation, 1 rotation)."""
 
-__all__ = ["BACKEND_CHOICES", "COMPILE_MODES", "DEPTH_WINDOW_PX", "MOTION_TYPES", "NORMAL_RADIUS_M",
+__all__ = ["BACKEND_CHOICES", "COMPILE_MODES", "DEPTH_WINDOW_PX", "MOTION_TYPES", "NORMAL_RADIUS_M", "PRECISIONS",
            "AffordancePrediction", "Precision", "Predictor", "lift_point", "prediction_from_outputs"]
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+"""Values of ``precision``."""
 
 TEXT_CACHE_SIZE = 8
 """Instructions whose text conditioning is kept (least recently used dropped first)."""
@@ -174,8 +183,11 @@ class Predictor:
 
     ``input_size`` is the network input ``(height, width)`` (multiples of 32). ``device``: ``"auto"``,
     ``"cpu"``, ``"cuda[:N]"``. ``precision``: ``fp32``, ``fp16`` (CUDA only: on the CPU a warning, then
-    fp32) or ``bf16`` (CUDA, or a CPU with native bf16: elsewhere a ValueError naming the missing CPU
-    feature, as emulated bf16 is slower than fp32). Depths outside ``[min_depth_m, max_depth_m]`` are not
+    fp32), ``bf16`` (CUDA, or a CPU with native bf16: elsewhere a ValueError naming the missing CPU
+    feature, as emulated bf16 is slower than fp32) or ``int8`` (the CPU, OpenVINO quantised by NNCF;
+    ``calibration`` says on which frames: ``"synthetic"``, a few hundred of the project's generator, or
+    an OPD or SceneFun3D data set root, see :mod:`segaff_core.runtimes.calibration`; the engine is
+    cached per calibration set). Depths outside ``[min_depth_m, max_depth_m]`` are not
     used for the 3D point. ``surface_axis`` (default True) makes the axis agree with the part's surface where
     it nearly does (:func:`~segaff_core.motion.surface_consistent_axis`); False publishes the model's axis.
     ``hinge_origin`` (default True) puts a rotation's origin on the hinge line that the mask and the depth show
@@ -221,12 +233,13 @@ class Predictor:
         cache_dir: Union[str, "PathLike[str]", None] = None,
         surface_axis: bool = True,
         hinge_origin: bool = True,
+        calibration: Union[str, "PathLike[str]", Calibration] = SYNTHETIC,
     ) -> None:
         height, width = (int(size) for size in input_size)
         if height <= 0 or width <= 0 or height % 32 or width % 32:
             raise ValueError(f"input_size must be positive multiples of 32 (height, width), got {input_size}")
-        if precision not in ("fp32", *AUTOCAST_DTYPES):
-            raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
         if backend not in BACKEND_CHOICES:
@@ -244,6 +257,7 @@ class Predictor:
             log.warning("fp16 autocast needs CUDA: running in fp32 on %s", self.device)
             precision = "fp32"
         check_precision(self.device, precision)
+        calibration = Calibration.parse(calibration)
         self.precision: Precision = precision
         self.input_size = (height, width)
         self.mask_threshold = mask_threshold
@@ -264,6 +278,7 @@ class Predictor:
         request = BuildRequest(
             model=self.model, input_size=self.input_size, device=self.device, precision=precision,
             cache=EngineCache(cache_dir), threads=threads, torch_options=TorchOptions(compile, compile_mode),
+            calibration=calibration,
         )
         self.runtime: FrameRuntime
         self.runtime, self.backend_reason = create_runtime(backend, request)
@@ -428,7 +443,7 @@ class _HostOutputs:
 
     mask: np.ndarray  # (H, W) bool
     mask_score: float
-    point_xy: np.ndarray  # (2,) float64 in [0, 1]
+    point_xy: np.ndarray  # (2,) float64 in [0, 1], the point map's sub-pixel peak
     axis: np.ndarray  # (3,) float64
     origin_offset: np.ndarray  # (3,) float64
     trajectory: np.ndarray  # (T, 3) float64, relative
@@ -450,7 +465,7 @@ def _gather_outputs(
         mask_score = torch.where(count > 0, inside_mean, probability.max())  # the peak when the mask is empty
         values = torch.cat([
             mask_score.view(1),
-            outputs["point_xy"][index].float(),  # (2,)
+            refined_peak(outputs["point_logits"][index : index + 1])[0],  # (2,) the sub-pixel peak
             outputs["axis"][index].float(),  # (3,)
             outputs["origin_offset"][index].float(),  # (3,)
             outputs["motion_type_logits"][index].float().softmax(dim=-1),  # (2,)

@@ -35,6 +35,7 @@ def load_predictor(params: PerceptionParams, logger: RcutilsLogger) -> Predictor
             device=params.device,
             **({"input_size": size} if min(size) > 0 else {}),
             precision=params.precision,
+            calibration=params.calibration,
             threads=params.cpu_threads or None,
             channels_last=params.channels_last,
             compile=params.compile,

@@ -25,7 +25,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from segaff_core.inference import COMPILE_MODES
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 IMAGE_QOS_CHOICES = ("reliable", "best_effort")
 #: ROS frame names: what tf2 accepts, without a leading slash.
@@ -84,7 +84,10 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "checkpoint": ParameterSpec("", "SegAffordance .ckpt file; '' = the shipped default checkpoint", CONFIGURE),
     "device": ParameterSpec("auto", "device of the model (CUDA asked for but absent: a warning, then the CPU)",
                             CONFIGURE, pattern=DEVICE_PATTERN, constraint_text="auto, cpu, cuda or cuda:N"),
-    "precision": ParameterSpec("fp32", "inference precision (fp16 needs CUDA)", CONFIGURE, choices=PRECISIONS),
+    "precision": ParameterSpec("fp32", "inference precision (fp16 needs CUDA; int8: the CPU, OpenVINO)", CONFIGURE,
+                               choices=PRECISIONS),
+    "calibration": ParameterSpec("synthetic", "int8 calibration frames: 'synthetic' or an OPD or SceneFun3D data "
+                                              "set root (as segaff build-engine --calibration)", CONFIGURE),
     "backend": ParameterSpec("auto", "inference runtime (auto: the fastest available, torch otherwise)",
                              CONFIGURE, choices=BACKENDS),
     "cache_dir": ParameterSpec("", "engine cache folder; '' = the Predictor's default "
@@ -143,6 +146,7 @@ class PerceptionParams:
     checkpoint: str
     device: str
     precision: str
+    calibration: str
     backend: str
     cache_dir: str
     cpu_threads: int

@@ -14,11 +14,12 @@ import torch
 from torch import Tensor
 
 from segaff_core.model import SegAffordanceModel, TextConditioning
+from segaff_core.runtimes.calibration import Calibration
 
 if TYPE_CHECKING:
     from segaff_core.runtimes.cache import EngineCache
 
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
 
 class BackendUnavailableError(RuntimeError):
@@ -45,10 +46,11 @@ class BuildRequest:
     model: SegAffordanceModel  # batch norm folded, eval mode, on ``device``
     input_size: tuple[int, int]  # (height, width) of the network input
     device: torch.device
-    precision: Precision  # fp16 only on CUDA; bf16 on CUDA or native-bf16 CPUs (checked by the Predictor)
+    precision: Precision  # fp16 only on CUDA; bf16 on CUDA or native-bf16 CPUs; int8 on the CPU (checked by the Predictor)
     cache: "EngineCache"
     threads: Optional[int] = None  # CPU threads of the runtime (None: its default)
     torch_options: TorchOptions = TorchOptions()
+    calibration: Calibration = Calibration()  # int8 only: the frames the quantisation is calibrated on
 
 
 class FrameRuntime(Protocol):

@@ -27,7 +27,9 @@ def cpu_has_native_bf16() -> bool:
 
 
 def check_precision(device: torch.device, precision: str) -> None:
-    """ValueError for bf16 on a CPU without native bf16, naming the missing CPU feature."""
+    """ValueError for bf16 on a CPU without native bf16, naming the missing CPU feature, and for int8 off the CPU."""
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError(f"int8 runs on the CPU (OpenVINO), not on {device}: use fp16 or bf16 there")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         raise ValueError(
             f"bf16 on the CPU needs native bf16 arithmetic (CPU flag {' or '.join(NATIVE_BF16_FLAGS)}), "

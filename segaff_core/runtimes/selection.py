@@ -7,7 +7,8 @@ For fp16/bf16 a runtime also passes when it is no worse than PyTorch's own autoc
 (the cost of the precision is not held against the runtime). The order follows the measured table in the
 README (CPU: OpenVINO was fastest in fp32 and bf16, then ONNX Runtime, then PyTorch; CUDA: TensorRT, then
 ONNX Runtime's CUDA provider, then PyTorch, not measured here). A runtime that is missing, fails or
-disagrees is skipped with a warning; PyTorch, the reference, always works.
+disagrees is skipped with a warning; PyTorch, the reference, always works, except for int8, which only
+OpenVINO runs (NNCF's post-training quantisation): there ``auto`` fails with the reasons when it cannot.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def create_runtime(backend: str, request: BuildRequest) -> tuple[FrameRuntime, s
     """The runtime for ``backend`` (a name of :data:`BACKEND_CHOICES`) and one sentence saying why it runs.
 
     ValueError for an unknown name; :class:`BackendUnavailableError` when a named runtime cannot serve the
-    request or fails to build. ``auto`` never raises for a runtime problem.
+    request or fails to build. ``auto`` raises it only when no runtime serves the precision (int8 without
+    OpenVINO and NNCF, or outside the int8 tolerance); otherwise PyTorch, last, always serves.
     """
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
@@ -103,7 +105,9 @@ def _automatic(request: BuildRequest) -> tuple[FrameRuntime, str]:
             reason += f"; skipped {'; '.join(skipped)}"
         log.info("%s", reason)
         return runtime, reason
-    raise AssertionError("unreachable: PyTorch is last in every order and always builds")
+    # PyTorch, last in every order, serves every precision but int8.
+    raise BackendUnavailableError("auto", f"no runtime runs {request.precision} on {request.device.type} here: "
+                                          f"{'; '.join(skipped)}")
 
 
 def verified(runtime: FrameRuntime, request: BuildRequest) -> Verification | None:
@@ -118,7 +122,7 @@ def verified(runtime: FrameRuntime, request: BuildRequest) -> Verification | Non
     reference = TorchRuntime(dataclasses.replace(request, precision="fp32", torch_options=TorchOptions()))
     frame = (request.model, request.input_size, request.device, request.precision)
     verification = verify(runtime, reference, *frame)
-    if not verification.passed and request.precision != "fp32":
+    if not verification.passed and request.precision in ("fp16", "bf16"):  # int8 has no PyTorch counterpart
         autocast = TorchRuntime(dataclasses.replace(request, torch_options=TorchOptions()))
         verification = verification.judged_against_autocast(verify(autocast, reference, *frame),
                                                             TOLERANCES[request.precision])

@@ -67,12 +67,12 @@ class TorchRuntime:
 
 
 class TorchBackend:
-    """Always available: every device and precision the Predictor accepts."""
+    """Every device and precision the Predictor accepts but int8 (OpenVINO's)."""
 
     name = "torch"
 
     def unavailable_reason(self, device: torch.device, precision: Precision) -> Optional[str]:
-        return None
+        return "int8 runs in OpenVINO only (backend openvino or auto)" if precision == "int8" else None
 
     def build(self, request: BuildRequest) -> FrameRuntime:
         return TorchRuntime(request)

@@ -17,7 +17,7 @@ def test_the_issue_s_runtime_parameters_are_runtime_and_the_model_s_are_not() ->
                        "axis_marker_length_m", "min_depth_m", "max_depth_m", "target_frame", "tf_timeout_s",
                        "cloud_stride"}
     configure = {name for name, spec in PARAMETERS.items() if spec.scope is Scope.CONFIGURE}
-    assert {"checkpoint", "device", "precision", "backend", "cache_dir", "input_height", "input_width",
+    assert {"checkpoint", "device", "precision", "calibration", "backend", "cache_dir", "input_height", "input_width",
             "cpu_threads", "channels_last", "compile", "compile_mode", "image_qos", "sync_slop_s",
             "sync_queue_size"} == configure
     assert PARAMETERS["autostart"].descriptor().read_only
@@ -28,7 +28,7 @@ def test_defaults_are_valid_and_each_bad_value_is_named() -> None:
     assert check_values(DEFAULTS) is None
     for name, value, expected in [("device", "tpu", "parameter 'device' is 'tpu'"),
                                   ("device", "", "parameter 'device' is ''"),
-                                  ("precision", "fp8", "expected one of fp32, fp16, bf16"),
+                                  ("precision", "fp8", "expected one of fp32, fp16, bf16, int8"),
                                   ("backend", "tflite", "parameter 'backend'"),
                                   ("image_qos", "fast", "parameter 'image_qos'"),
                                   ("target_frame", "two words", "parameter 'target_frame'"),
@@ -36,6 +36,7 @@ def test_defaults_are_valid_and_each_bad_value_is_named() -> None:
         reason = check_values({**DEFAULTS, name: value})
         assert reason is not None and expected in reason, (name, value, reason)
     assert check_values({**DEFAULTS, "target_frame": ""}) is None
+    assert check_values({**DEFAULTS, "precision": "int8", "calibration": "/data/opdreal"}) is None
     assert check_values({**DEFAULTS, "device": "cuda:1", "target_frame": "robot/base_link"}) is None
 
 
