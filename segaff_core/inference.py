@@ -38,13 +38,16 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Optional, Union
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from segaff_core import checkpoint, geometry
 from segaff_core.geometry import normalised_to_pixel
-from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD, resize_image_tensor, resize_nearest_tensor
+from segaff_core.data.transforms import (
+    CLIP_MEAN, CLIP_STD, resize_image, resize_image_tensor, resize_nearest, resize_nearest_tensor,
+)
 from segaff_core.hinge import find_hinge_line
 from segaff_core.lifting import DEPTH_WINDOW_PX, NORMAL_RADIUS_M, at_depth_resolution, lift_point
 from segaff_core.model import SegAffordanceModel, TextConditioning, fold_batchnorm
@@ -397,14 +400,17 @@ class Predictor:
         return staging.to(self.device, non_blocking=True)
 
     def _preprocess(self, rgb: np.ndarray, depth_m: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``image (1,3,h,w)`` CLIP-normalised and ``depth (1,1,h,w)`` metres at the network input size.
-
-        Resizing and normalisation run on the device; the image goes there as uint8."""
-        image = self._to_device(rgb).permute(2, 0, 1)[None].float()  # (1, 3, H, W) in [0, 255]
-        image = resize_image_tensor(image, self.input_size)  # the pixels the data sets give in training
+        """``image (1,3,h,w)`` CLIP-normalised and ``depth (1,1,h,w)`` metres at the network input size, with
+        the pixels the data sets give in training. On the CPU the data sets' own resizing runs (OpenCV's area
+        averaging: a few times faster than the matrix form); on a GPU its matrix form runs on the device, the
+        image going there as uint8."""
+        if self.device.type == "cpu":
+            image = torch.from_numpy(resize_image(rgb, self.input_size)).permute(2, 0, 1)[None]
+            depth = torch.from_numpy(np.ascontiguousarray(resize_nearest(depth_m, self.input_size)))[None, None]
+        else:
+            image = resize_image_tensor(self._to_device(rgb).permute(2, 0, 1)[None].float(), self.input_size)
+            depth = resize_nearest_tensor(self._to_device(depth_m)[None, None], self.input_size)
         image = torch.addcmul(self._shift, image, self._scale).contiguous(memory_format=self.memory_format)
-        depth = self._to_device(depth_m)[None, None]  # (1, 1, h, w)
-        depth = resize_nearest_tensor(depth, self.input_size)
         return image, depth.contiguous(memory_format=self.memory_format)
 
     def __call__(self, rgb: np.ndarray, depth_m: np.ndarray, text: str, K: Any) -> AffordancePrediction:
@@ -458,11 +464,10 @@ def _gather_outputs(
     height, width = rgb_hw
     with torch.inference_mode():
         logits = outputs["mask_logits"][index : index + 1].float()  # (1, 1, h/4, w/4)
-        probability = F.interpolate(logits, size=rgb_hw, mode="bilinear", align_corners=False)[0, 0].sigmoid()
-        foreground = probability > mask_threshold  # (H, W)
-        count = foreground.sum()
-        inside_mean = (probability * foreground).sum() / count.clamp_min(1)
-        mask_score = torch.where(count > 0, inside_mean, probability.max())  # the peak when the mask is empty
+        if logits.device.type == "cpu":
+            foreground, mask_score = _mask_on_the_host(logits[0, 0].numpy(), rgb_hw, mask_threshold)
+        else:
+            foreground, mask_score = _mask_on_the_device(logits, rgb_hw, mask_threshold)
         values = torch.cat([
             mask_score.view(1),
             refined_peak(outputs["point_logits"][index : index + 1])[0],  # (2,) the sub-pixel peak
@@ -482,6 +487,31 @@ def _gather_outputs(
         motion_probability=floats[9:11],
         trajectory=floats[11:].reshape(-1, 3),
     )
+
+
+def _mask_on_the_device(logits: torch.Tensor, rgb_hw: tuple[int, int],
+                        mask_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask ``(H, W)`` and its score (the mean probability inside it; the peak when it is empty) from
+    ``logits (1, 1, h, w)``: bilinear upsampling (half-pixel centres) and the sigmoid on the device."""
+    probability = F.interpolate(logits, size=rgb_hw, mode="bilinear", align_corners=False)[0, 0].sigmoid()
+    foreground = probability > mask_threshold
+    count = foreground.sum()
+    inside_mean = (probability * foreground).sum() / count.clamp_min(1)
+    return foreground, torch.where(count > 0, inside_mean, probability.max())
+
+
+def _mask_on_the_host(logits: np.ndarray, rgb_hw: tuple[int, int],
+                      mask_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_mask_on_the_device` for ``logits (h, w)`` on the CPU, with OpenCV's bilinear upsampling (the
+    same half-pixel centres) and the threshold applied to the logits (the sigmoid is monotonic), so that the
+    sigmoid runs under the mask only: a few times faster at camera resolutions."""
+    height, width = rgb_hw
+    upsampled = cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR)
+    foreground = upsampled > math.log(mask_threshold / (1.0 - mask_threshold))
+    inside = upsampled[foreground]
+    score_logit = inside if inside.size else upsampled.max(keepdims=True)
+    score = float(np.mean(1.0 / (1.0 + np.exp(-score_logit.astype(np.float64)))))
+    return torch.from_numpy(foreground), torch.tensor(score, dtype=torch.float32)
 
 
 def prediction_from_outputs(

@@ -253,6 +253,7 @@ def prediction_to_result(
     axis = np.asarray(prediction.axis, dtype=np.float64)
     result.axis = Vector3(x=float(axis[0]), y=float(axis[1]), z=float(axis[2]))
     result.axis_origin = _point(prediction.origin)
+    result.learned_origin = _point(prediction.origin if prediction.learned_origin is None else prediction.learned_origin)
     result.trajectory = [_point(xyz) for xyz in prediction.trajectory]
     if prediction.learned_trajectory is not None:
         result.learned_trajectory = [_point(xyz) for xyz in prediction.learned_trajectory]

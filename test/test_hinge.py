@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from point_maps import point_logits_at
 from segaff_core.geometry import backproject
 from segaff_core.hinge import find_hinge_line, fit_plane
 from segaff_core.inference import prediction_from_outputs
@@ -122,6 +123,7 @@ def _outputs(handle_px: tuple[float, float], axis: np.ndarray, origin_offset: np
     return {
         "mask_logits": logits,
         "point_xy": torch.tensor([[(u + 0.5) / WIDTH, (v + 0.5) / HEIGHT]]),
+        "point_logits": point_logits_at(u, v, (HEIGHT, WIDTH)),
         "axis": torch.tensor([axis], dtype=torch.float32),
         "motion_type_logits": torch.tensor([[0.0, 3.0]]),
         "origin_offset": torch.tensor([origin_offset], dtype=torch.float32),

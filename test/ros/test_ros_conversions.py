@@ -157,6 +157,7 @@ def make_prediction(motion_type: str = "rotation", approach=(0.0, 0.0, 1.0)) -> 
         timings={"preprocess": 1.0, "image": 40.0, "total": 45.0},
         learned_trajectory=trajectory + np.linspace(0.0, 0.01, 20)[:, None] * np.array([[0.0, 1.0, 0.0]]),
         opening_extent=0.2,
+        learned_origin=point + np.array([-0.1, 0.02, 0.0]),
     )
 
 
@@ -220,6 +221,8 @@ def test_result_message_holds_everything(motion_type: str, code: int) -> None:
     np.testing.assert_allclose([result.axis.x, result.axis.y, result.axis.z], prediction.axis)
     np.testing.assert_allclose([result.axis_origin.x, result.axis_origin.y, result.axis_origin.z],
                                prediction.origin)
+    np.testing.assert_allclose([result.learned_origin.x, result.learned_origin.y, result.learned_origin.z],
+                               prediction.learned_origin)
     assert len(result.trajectory) == 20
     np.testing.assert_allclose([[p.x, p.y, p.z] for p in result.learned_trajectory], prediction.learned_trajectory)
     assert result.opening_extent == pytest.approx(0.2)

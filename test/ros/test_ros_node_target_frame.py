@@ -126,6 +126,7 @@ def test_every_3d_output_is_in_the_target_frame_value_by_value(spun: SpunNode) -
     np.testing.assert_allclose(vec(result.interaction_pose.position), to_base(camera.point_3d), atol=1e-5)
     np.testing.assert_allclose(vec(result.axis), ROTATION @ camera.axis, atol=1e-5)
     np.testing.assert_allclose(vec(result.axis_origin), to_base(camera.origin), atol=1e-5)
+    np.testing.assert_allclose(vec(result.learned_origin), to_base(camera.learned_origin), atol=1e-5)
     np.testing.assert_allclose([vec(p) for p in result.trajectory], to_base(camera.trajectory), atol=1e-5)
     assert (result.interaction_u, result.interaction_v) == pytest.approx(camera.point_px, abs=1e-3)
     assert result.mask.header.frame_id == CAMERA_FRAME, "the mask stays an image of the camera"
