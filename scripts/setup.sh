@@ -46,7 +46,7 @@ if ! stamp_ok requirements "$req_hash"; then
 fi
 
 # --- segaff_msgs built with the ROS 2 wheels' cmake files into the venv -------------------------
-msgs_hash="$(hash_of segaff_msgs/CMakeLists.txt segaff_msgs/package.xml segaff_msgs/msg/* segaff_msgs/srv/* segaff_msgs/action/* requirements.txt requirements-core.txt)"
+msgs_hash="$(hash_of scripts/setup.sh segaff_msgs/CMakeLists.txt segaff_msgs/package.xml segaff_msgs/msg/* segaff_msgs/srv/* segaff_msgs/action/* requirements.txt requirements-core.txt)"
 if ! stamp_ok segaff_msgs "$msgs_hash"; then
   log "building segaff_msgs into $venv"
   py_include="$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
@@ -60,7 +60,7 @@ if ! stamp_ok segaff_msgs "$msgs_hash"; then
   rm -rf build/segaff_msgs && mkdir -p build
   export AMENT_PREFIX_PATH="$venv"
   cmake -S segaff_msgs -B build/segaff_msgs -DCMAKE_PREFIX_PATH="$venv" -DCMAKE_INSTALL_PREFIX="$venv" \
-    -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF >build/segaff_msgs.log 2>&1 \
+    -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >build/segaff_msgs.log 2>&1 \
     && cmake --build build/segaff_msgs -j"$(nproc)" >>build/segaff_msgs.log 2>&1 \
     && cmake --install build/segaff_msgs >>build/segaff_msgs.log 2>&1 \
     || { log "segaff_msgs build failed: see build/segaff_msgs.log"; tail -20 build/segaff_msgs.log >&2; exit 1; }
