@@ -92,8 +92,9 @@ PARAMETERS: dict[str, ParameterSpec] = {
                              CONFIGURE, choices=BACKENDS),
     "cache_dir": ParameterSpec("", "engine cache folder; '' = the Predictor's default "
                                    "($XDG_CACHE_HOME/segaff or ~/.cache/segaff)", CONFIGURE),
-    "cpu_threads": ParameterSpec(0, "torch intra-op CPU threads (0 = torch's default, one per core)", CONFIGURE,
-                                 int_range=(0, 256, 1)),
+    "cpu_threads": ParameterSpec(0, "CPU threads of the model, torch's and the engine's (0 = one per core: the "
+                                    "lowest latency at a camera's rate; 1 on 2 cores answers more frames when the "
+                                    "camera outpaces the model)", CONFIGURE, int_range=(0, 256, 1)),
     "channels_last": ParameterSpec(False, "run the network in channels_last memory format (faster on CUDA "
                                           "tensor cores)", CONFIGURE),
     "compile": ParameterSpec(False, "torch.compile the per-frame network at configure (a failed compilation "

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from point_maps import point_logits_at
 from segaff_core.data.transforms import CLIP_MEAN, CLIP_STD
 from segaff_core.geometry import project
 from segaff_core.inference import AffordancePrediction
@@ -106,6 +107,7 @@ def test_draw_sample_shows_truth_and_prediction():
     outputs = {
         "mask_logits": mask_logits,
         "point_xy": torch.tensor([[0.72, 0.66]] * 2),  # (92, 84) px
+        "point_logits": point_logits_at(91.66, 83.98, (size, size)).expand(2, 1, -1, -1),  # the same point
         "axis": torch.tensor([[1.0, 0.0, 0.0]] * 2),
         "motion_type_logits": torch.tensor([[0.0, 2.0], [2.0, 0.0]]),
         "origin_offset": torch.zeros(2, 3),

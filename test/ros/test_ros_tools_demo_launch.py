@@ -32,8 +32,10 @@ def test_demo_launch_answers_its_instruction_in_base_link(tmp_path_factory: pyte
         assert message["mask"]["header"]["frame_id"] == "camera_color_optical_frame"
         assert (message["mask"]["width"], message["mask"]["height"]) == (320, 240)
         point = xyz(message["interaction_pose"]["position"])
-        # base_link: x forward, z up; the camera looks along +x from 1 m up, pitched 15 degrees down
-        assert 0.1 < point[0] < 10.0 and point[2] < 1.0, f"interaction point {point} is not ahead of and below it"
+        # base_link: x forward, z up; the camera looks along +x from 1 m up, pitched 15 degrees down, so a point
+        # it sees lies ahead, within its field of view above or below its height (the random model's point
+        # may be anywhere in the image)
+        assert 0.1 < point[0] < 10.0 and abs(point[2] - 1.0) < point[0], f"interaction point {point} not in view"
         assert np.linalg.norm(xyz(message["axis"])) == pytest.approx(1.0, abs=1e-3)
         assert re.search(r"scene \d+: viewpoint on \S*door", launch.output()), launch.output()  # seed -1: aimed
         depth = workspace.run("ros2 topic echo --once --no-arr /camera/depth/image sensor_msgs/msg/Image", 60.0)

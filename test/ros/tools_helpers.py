@@ -309,12 +309,14 @@ def shared_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
         with open(run_folder / "segaff_ws.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             built = path / "install" / "setup.bash"
+            build_log = run_folder / "segaff_ws_build.log"
             if not built.is_file():
                 shutil.rmtree(path, ignore_errors=True)  # a build that failed half-way
                 path.mkdir()
                 workspace = build_workspace(path, tools)
+                build_log.write_text(workspace.build_output)
             else:
-                workspace = Workspace(path, tools, "(built by another worker of this run)", path / "test_logs")
+                workspace = Workspace(path, tools, build_log.read_text(), path / "test_logs")
         logs = tmp_path_factory.mktemp("tools_logs")  # this worker's logs: never another worker's files
         _shared["workspace"] = dataclasses.replace(workspace, logs=logs)
     return _shared["workspace"]
