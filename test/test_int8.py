@@ -21,7 +21,7 @@ from segaff_core.runtimes.calibration import Calibration, directory_digest
 from segaff_core.runtimes.openvino_int8 import ignored_from_last_convolutions
 from segaff_core.runtimes.openvino_runtime import IR_FILE, OpenVinoBackend, shared_core
 from segaff_core.synth import render_scene
-from test_native_crashes import run_script
+from subprocess_checks import assert_signals_delivered_after
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
@@ -193,29 +193,17 @@ def test_build_engine_parses_the_calibration_options(sf3d_make_root):
 
 def test_signals_are_still_delivered_after_an_int8_build(tmp_path: Path) -> None:
     """NNCF makes Cores of its own; they live in the quantisation's child process, not in this one."""
-    script = """
-        import os, signal, subprocess, sys, time, torch
+    assert_signals_delivered_after("""
+        import torch
         from segaff_core.config import ModelParams
         from segaff_core.inference import Predictor
         from segaff_core.model import build_model
         from segaff_core.runtimes.calibration import Calibration
 
-        caught = []
-        signal.signal(signal.SIGCHLD, lambda *_: caught.append("SIGCHLD"))
-        signal.signal(signal.SIGINT, lambda *_: caught.append("SIGINT"))
         torch.manual_seed(1)
         model = build_model(ModelParams.small()).eval()
         predictor = Predictor(model, (64, 64), device="cpu", backend="openvino", precision="int8",
                               calibration=Calibration(frames=8), cache_dir=sys.argv[1])
         assert predictor.backend == "openvino" and not predictor.runtime.engine.from_cache
         del predictor
-        subprocess.run([sys.executable, "-c", "pass"], check=True)  # a child exits: SIGCHLD
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
-        deadline = time.monotonic() + 5.0
-        while "SIGINT" not in caught and time.monotonic() < deadline:
-            time.sleep(0.01)
-        print("caught", sorted(set(caught)))
-    """
-    completed = run_script(script, str(tmp_path / "cache"))
-    assert completed.returncode == 0, f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr[-3000:]}"
-    assert "caught ['SIGCHLD', 'SIGINT']" in completed.stdout, completed.stdout + completed.stderr[-3000:]
+    """, str(tmp_path / "cache"))

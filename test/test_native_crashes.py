@@ -8,37 +8,22 @@ leave the thread's stack unmapped, so the next signal handled in Python ends the
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from segaff_core.paths import find_default_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_script(script: str, *args: str, timeout_s: float = 600.0) -> subprocess.CompletedProcess[str]:
-    """``script`` in a fresh Python process (the repository on its path), its output captured."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "test")]), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
-
+from subprocess_checks import assert_signals_delivered_after, run_script
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
 @pytest.mark.parametrize("free_order", ["creation", "reverse"])
 def test_openvino_predictors_freed_in_any_order_leave_signals_deliverable(free_order: str, tmp_path: Path) -> None:
-    script = """
-        import gc, os, signal, subprocess, sys, time
+    assert_signals_delivered_after("""
+        import gc
         from segaff_core.inference import Predictor
 
-        caught = []
-        signal.signal(signal.SIGCHLD, lambda *_: caught.append("SIGCHLD"))
-        signal.signal(signal.SIGINT, lambda *_: caught.append("SIGINT"))
         predictors = [Predictor.from_checkpoint(backend="openvino", cache_dir=sys.argv[1]) for _ in range(2)]
         assert [p.backend for p in predictors] == ["openvino", "openvino"]
         if sys.argv[2] == "reverse":
@@ -46,16 +31,7 @@ def test_openvino_predictors_freed_in_any_order_leave_signals_deliverable(free_o
         while predictors:
             del predictors[0]
             gc.collect()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)  # a child exits: SIGCHLD
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
-        deadline = time.monotonic() + 5.0
-        while "SIGINT" not in caught and time.monotonic() < deadline:
-            time.sleep(0.01)
-        print("caught", sorted(set(caught)))
-    """
-    completed = run_script(script, str(tmp_path / "cache"), free_order)
-    assert completed.returncode == 0, f"exit {completed.returncode}\n{completed.stdout}\n{completed.stderr}"
-    assert "caught ['SIGCHLD', 'SIGINT']" in completed.stdout, completed.stdout + completed.stderr
+    """, str(tmp_path / "cache"), free_order)
 
 
 def assert_traceback_printed(completed: subprocess.CompletedProcess[str], innermost: str) -> None:
