@@ -288,11 +288,12 @@ def run_node(command: list[str], rates: list[float], args: argparse.Namespace, i
         return [run_rate(listener, rate, args, node.pid, instruction, services and rate == args.services_rate)
                 for rate in rates]
     finally:
+        interrupted = time.monotonic()
         node.send_signal(signal.SIGINT)
         code = node.wait(timeout=60)
         listener.close()
-        if code != 0:
-            print(f"warning: {command[0]} exited {code}", file=sys.stderr)
+        print(f"{'the node' if services else 'the floor'}: exit code {code}, "
+              f"{time.monotonic() - interrupted:.2f} s after Ctrl-C (ros2 launch sends SIGTERM at 5 s)")
 
 
 # ---- the bare Predictor -------------------------------------------------------------------------------

@@ -7,11 +7,16 @@ The node, the ``segaff`` CLI and ``train/fit.py`` arm it at start. A library tha
 handlers through :mod:`signal` disarms it, because ``signal.getsignal`` cannot see faulthandler's C handler
 and reports ``SIG_DFL``: Lightning's signal connector does so at the end of every ``Trainer`` run, so
 :class:`segaff_core.callbacks.CrashTracebacks` arms it again there.
+
+:func:`report_stall` is the same for a hang: every thread's traceback when a step takes too long (the node's
+clean-up after Ctrl-C, which ``ros2 launch`` otherwise ends with SIGTERM and no word of where it hung).
 """
 from __future__ import annotations
 
 import faulthandler
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def enable_crash_tracebacks() -> None:
@@ -22,3 +27,19 @@ def enable_crash_tracebacks() -> None:
         return
     faulthandler.disable()
     faulthandler.enable(file=stream, all_threads=True)
+
+
+@contextmanager
+def report_stall(seconds: float) -> Iterator[None]:
+    """Write ``Timeout (h:mm:ss)!`` and every thread's traceback to stderr if the block still runs after
+    ``seconds`` (once; the block goes on). faulthandler's watchdog is a native thread: it reports even while
+    the stuck thread holds the GIL in native code."""
+    stream = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+    if stream is None:
+        yield
+        return
+    faulthandler.dump_traceback_later(seconds, repeat=False, file=stream, exit=False)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()

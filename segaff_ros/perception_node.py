@@ -17,6 +17,7 @@ all three share the model under a lock.
 """
 from __future__ import annotations
 
+import gc
 import importlib.util
 import signal
 import sys
@@ -36,7 +37,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
-from segaff_core.crash_reports import enable_crash_tracebacks
+from segaff_core.crash_reports import enable_crash_tracebacks, report_stall
 from segaff_core.inference import AffordancePrediction, Predictor
 from segaff_msgs.srv import Query
 from segaff_ros import conversions, node_parameters
@@ -57,6 +58,7 @@ NODE_NAME = "segaff_perception"
 #: Longer instructions are truncated (with a warning); the text encoder keeps 77 tokens anyway.
 MAX_INSTRUCTION_CHARS = 1000
 _LOG_THROTTLE_S = 5.0
+_STOP_STALL_REPORT_S = 3.0  # every thread's traceback when clean-up takes longer (ros2 launch sends SIGTERM at 5 s)
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -107,6 +109,8 @@ class PerceptionNode(LifecycleNode):
         if not self._params.autostart:
             return False
         if self.trigger_configure() != _SUCCESS:
+            if not self.context.ok():  # Ctrl-C while the model was loading: stopping, nothing to fix
+                return False
             name = self.get_fully_qualified_name()
             self.get_logger().error(
                 f"autostart: not configured (see above); fix it with `ros2 param set {name} NAME VALUE`, then "
@@ -443,9 +447,9 @@ def main(args: Optional[list[str]] = None) -> int:
     rclpy.init(args=args)
     node: Optional[PerceptionNode] = None
     try:
+        executor = SingleThreadedExecutor()  # before a Ctrl-C during the model's loading can shut the context down
         node = PerceptionNode()
         node.autostart()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -458,9 +462,13 @@ def main(args: Optional[list[str]] = None) -> int:
         # A terminal's Ctrl-C reaches the node twice under `ros2 launch` (the process group's SIGINT, then the
         # one launch forwards): the second must not interrupt the clean-up half-way.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        with report_stall(_STOP_STALL_REPORT_S):
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+        # Everything is released: spare the interpreter's last garbage collection the half million objects of
+        # torch, OpenVINO and rclpy (2.5-3 s of a 2-core CPU, past launch's 5 s SIGTERM deadline under load).
+        gc.freeze()
     return 0
 
 

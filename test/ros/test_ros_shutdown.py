@@ -28,7 +28,7 @@ class _StubNode(Node):
         return False
 
     def destroy_node(self) -> None:
-        type(self).destroyed += 1
+        _StubNode.destroyed += 1
         super().destroy_node()
 
 
@@ -63,3 +63,19 @@ def test_the_same_error_with_the_context_alive_is_raised(monkeypatch: pytest.Mon
     with pytest.raises(_rclpy.RCLError, match="wait set"):
         perception_node.main([])
     assert _StubNode.destroyed >= 1 and not rclpy.ok()  # still cleaned up
+
+
+class _StubNodeInterruptedWhileLoading(_StubNode):
+    def autostart(self) -> bool:
+        rclpy.shutdown()  # what the SIGINT handler does while the model loads
+        return False
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_ctrl_c_while_the_model_loads_is_a_normal_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The executor exists before the model loads: one made after the context was shut down fails in its
+    constructor and prints an ignored AttributeError from its ``__del__``."""
+    monkeypatch.setattr(perception_node, "PerceptionNode", _StubNodeInterruptedWhileLoading)
+    _StubNode.destroyed = 0
+    assert perception_node.main([]) == 0
+    assert _StubNode.destroyed >= 1 and not rclpy.ok()
