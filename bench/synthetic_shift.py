@@ -102,7 +102,8 @@ def row(label: str, results: list[SampleResult], valid_share: float) -> str:
     return (f"| {label} | {len(results)} | {statistics.fmean(r.iou for r in results):.3f} "
             f"| {statistics.fmean(r.detected for r in results):.3f} "
             f"| {statistics.fmean(r.motion_type_correct for r in results):.3f} | {_mean(axis, '.1f')} "
-            f"| {_median(origin, '.3f')} | {_median(rotation, '.1f')} / {_median(translation, '.1f')} | {valid_share:.2f} |")
+            f"| {_median(origin, '.3f')} | {_median(rotation, '.1f')} / {_median(translation, '.1f')} "
+            f"| {valid_share:.2f} |")
 
 
 HEADER = ("| {} | frames | mIoU | P_Det | motion type acc. | axis error (deg, mean) | origin error (median, "

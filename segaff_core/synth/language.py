@@ -4,7 +4,8 @@ A referring expression is a noun ("drawer", "cabinet door", "flap", "lid"), an o
 dresser") and modifiers that single the part out within the scope: vertical and horizontal order of the
 handles ("top", "second ... from the bottom", "leftmost", "top-left", "in the right column"), the handle
 kind ("with the knob", "handleless"), the colour. Verbs suit the motion: a flap or an oven door is pulled
-down, a lid lifted, a handleless front pushed. Left and right are along the back wall, as every camera sees them; heights are world z.
+down, a lid lifted, a handleless front pushed. Left and right are along the back wall, as every camera
+sees them; heights are world z.
 A modifier is used only when exactly one part of the scope satisfies it. A view's instructions name
 their part both in the whole scene and among the parts that view shows: "the second door from the left"
 is not given where the leftmost door is out of sight (it would name another door there).

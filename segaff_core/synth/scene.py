@@ -51,7 +51,8 @@ def build_scene(rng: np.random.Generator, style: SceneStyle = CLASSIC) -> SceneL
     """Draw a scene of ``style``: furniture along the back wall (y = 0), a floor, side walls and a ceiling."""
     sb = SceneBuilder(palette=style.palette)
     x = 0.0
-    kind = style.scene_kinds[weighted_index(rng, style.scene_weights)] if len(style.scene_kinds) > 1 else style.scene_kinds[0]
+    kinds = style.scene_kinds
+    kind = kinds[weighted_index(rng, style.scene_weights)] if len(kinds) > 1 else kinds[0]
     is_kitchen = kind == "kitchen"
     if is_kitchen:
         x = fb.kitchen(sb, rng, x)
