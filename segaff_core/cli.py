@@ -4,6 +4,7 @@
                    (--intrinsics fx,fy,cx,cy | --camera-info CAMERA.yaml) [--checkpoint C] [--out DIR]
                    [--backend B] [--precision P [--calibration DIR|synthetic]] [--cache-dir D]
     segaff synth --format {opd,sf3d} --out DIR --num N --seed S [--size WxH] [--workers W]
+                 [--styles {train,heldout}] [--sensor-faults 0-4]
     segaff slim --checkpoint C --out C_SLIM
     segaff export --onnx OUT.onnx [--checkpoint C] [--input-size WxH] [--text "open the drawer"]
     segaff build-engine --backend B [--checkpoint C] [--size WxH] [--precision P] [--cache-dir D] [--device D]
@@ -257,6 +258,11 @@ def _add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--size", metavar="WxH", help="image size (default: generate_dataset's, 256x256)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (default: %(default)s)")
+    parser.add_argument("--styles", choices=("train", "heldout"), default="train",
+                        help="the world drawn: train, or held-out furniture families, finishes and handles that "
+                        "train never draws (default: %(default)s; see docs/TRAINING.md)")
+    parser.add_argument("--sensor-faults", type=int, choices=range(5), default=0, metavar="0-4",
+                        help="depth sensor fault severity, 0 = perfect depth (default: %(default)s)")
 
 
 def _run_synth(args: argparse.Namespace) -> int:
@@ -264,7 +270,8 @@ def _run_synth(args: argparse.Namespace) -> int:
     from segaff_core.synth import generate_dataset
 
     size = {"image_size": parse_size(args.size, "--size")} if args.size else {}
-    summary = generate_dataset(args.format, args.out, args.num, args.seed, workers=args.workers, **size)
+    summary = generate_dataset(args.format, args.out, args.num, args.seed, workers=args.workers, styles=args.styles,
+                               sensor_faults=args.sensor_faults, **size)
     splits = ", ".join(f"{split} {count}" for split, count in summary.images_per_split.items())
     print(
         f"wrote {summary.num_images} images ({splits}) with {summary.num_parts} parts of {summary.num_scenes} "

@@ -23,6 +23,7 @@ from segaff_core.synth.render import Renderer
 from segaff_core.synth.masks import bbox_xywh, coco_polygons, outline_yx
 from segaff_core.synth.sample import MIN_MASK_FRACTION, SceneSample, SceneViews, find_scene, scene_views
 from segaff_core.synth.scene import build_scene
+from segaff_core.synth.styles import TRAIN, SceneStyle
 
 SEEDS = range(12)
 SIZE = (192, 256)  # (H, W): not square, to catch swapped axes
@@ -335,8 +336,8 @@ def test_same_seed_same_bytes(tmp_path: Path, fmt: str) -> None:
 
 
 def _rendered(seed: int, scene: int, view: int) -> SceneSample:
-    """The view that generate_dataset(seed=seed) rendered, with 5 views per scene."""
-    views, rng = scene_views(scene_seed(seed, scene))
+    """The view that generate_dataset(seed=seed) rendered (the train style), with 5 views per scene."""
+    views, rng = scene_views(scene_seed(seed, scene), style=TRAIN)
     samples = [views.view(rng, SIZE) for _ in range(view + 1)]
     return samples[view]
 
@@ -404,9 +405,10 @@ def test_sf3d_format_reads_back(tmp_path: Path) -> None:
 def test_unusable_scene_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     seeds: list[int] = []
 
-    def first_scene_unusable(seed: int, threads: int = 0) -> tuple[SceneViews, np.random.Generator]:
+    def first_scene_unusable(seed: int, threads: int, style: SceneStyle,
+                             sensor_faults: int) -> tuple[SceneViews, np.random.Generator]:
         seeds.append(seed)
-        scene, rng = scene_views(seed, threads)
+        scene, rng = scene_views(seed, threads, style, sensor_faults)
         if len(seeds) == 1:
             def no_view(rng: np.random.Generator, size: tuple[int, int]) -> SceneSample:
                 raise RuntimeError("no camera sees a part")

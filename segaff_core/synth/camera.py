@@ -1,5 +1,7 @@
 """Pinhole cameras like those of the OPD data: fx 190-300 px at 256 px wide, about 1-3 m from the object,
-looking at the furniture from slightly above with a varied yaw. Optical frame: x right, y down, z forward.
+looking at the furniture from slightly above with a varied yaw (:data:`CLASSIC_VIEW`), or, in the styles'
+broader worlds, also straight on (:data:`FRONTAL_VIEW`) or from far to one side (:data:`OBLIQUE_VIEW`).
+Optical frame: x right, y down, z forward.
 
 :func:`orbit_camera` and :class:`Orbit` move a camera smoothly about a point of the scene (a slow sway
 for a live synthetic camera); :func:`sample_camera` draws the viewpoints of the data sets.
@@ -14,6 +16,22 @@ import numpy as np
 from segaff_core.synth.layout import SceneLayout
 
 _UP = np.array([0.0, 0.0, 1.0])
+
+
+@dataclass(frozen=True)
+class ViewRange:
+    """Where a camera stands relative to the point it looks at: distance (metres), yaw from straight on
+    (degrees, positive: to the right; ``mirrored``: either side, drawn) and elevation above it (degrees)."""
+
+    distance_m: tuple[float, float]
+    yaw_deg: tuple[float, float]
+    elevation_deg: tuple[float, float]
+    mirrored: bool = False
+
+
+CLASSIC_VIEW = ViewRange((0.9, 2.6), (-50.0, 50.0), (5.0, 35.0))
+FRONTAL_VIEW = ViewRange((0.8, 2.2), (-10.0, 10.0), (-5.0, 15.0))
+OBLIQUE_VIEW = ViewRange((0.9, 2.4), (35.0, 65.0), (10.0, 40.0), mirrored=True)
 
 
 @dataclass(frozen=True)
@@ -125,8 +143,9 @@ def sample_intrinsics(rng: np.random.Generator, height: int, width: int) -> np.n
 
 
 def sample_camera(rng: np.random.Generator, layout: SceneLayout, height: int, width: int,
-                  part_index: Optional[int] = None) -> Camera:
-    """A viewpoint 0.9-2.6 m from a part's handle, 5-35 degrees above it, yaw within +-50 degrees.
+                  part_index: Optional[int] = None, views: tuple[ViewRange, ...] = (CLASSIC_VIEW,)) -> Camera:
+    """A viewpoint in one of ``views`` (drawn) of a part's handle; by default 0.9-2.6 m from it, 5-35 degrees
+    above it, yaw within +-50 degrees.
 
     The part is drawn at random and the camera looks near it, or the part is ``layout.parts[part_index]``
     and the camera looks at its handle (the image centre).
@@ -137,8 +156,12 @@ def sample_camera(rng: np.random.Generator, layout: SceneLayout, height: int, wi
         index = int(rng.integers(len(layout.parts))) if part_index is None else part_index
         part = layout.parts[index]
         target = part.handle + rng.normal(0.0, [0.2, 0.0, 0.15])
-        distance = rng.uniform(0.9, 2.6)
-        yaw, elevation = np.radians(rng.uniform(-50, 50)), np.radians(rng.uniform(5, 35))
+        view = views[int(rng.integers(len(views)))] if len(views) > 1 else views[0]
+        distance = rng.uniform(*view.distance_m)
+        yaw = np.radians(rng.uniform(*view.yaw_deg))
+        if view.mirrored and rng.random() < 0.5:
+            yaw = -yaw
+        elevation = np.radians(rng.uniform(*view.elevation_deg))
         offset = np.array([np.cos(elevation) * np.sin(yaw), -np.cos(elevation) * np.cos(yaw), np.sin(elevation)])
         position = target + distance * offset
         inside = (

@@ -1,29 +1,29 @@
-"""Procedural furniture: carcasses with grids of drawers and doors, lidded chests, kitchen runs.
+"""Procedural furniture: carcasses with grids of drawers, doors and flaps, lidded chests, kitchen runs,
+built-in rows set flush into a wall, and the held-out families (filing cabinets, media units, bureaus,
+ottomans) of :mod:`segaff_core.synth.styles`.
 
 Each builder adds one or more pieces to a :class:`SceneBuilder` starting at lateral position ``x0``
 (the piece's back against the wall ``y = 0``, its front facing -y) and returns where it ends in x.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
 
-from segaff_core.synth.layout import Furniture, HandleStyle, Part, SceneBuilder, unit
-from segaff_core.synth.materials import (
-    APPLIANCE_FINISHES,
-    FURNITURE_FINISHES,
-    HANDLE_FINISHES,
-    Material,
-)
+from segaff_core.synth.layout import CEILING_M, Furniture, HandleStyle, Part, SceneBuilder, unit
+from segaff_core.synth.materials import HANDLE_FINISHES, Material
 
-CellKind = Literal["drawer", "door_left", "door_right", "oven", "dishwasher", "panel", "open"]
+# flap: a front hinged along its bottom edge that folds down into the room
+CellKind = Literal["drawer", "door_left", "door_right", "flap", "oven", "dishwasher", "panel", "open"]
 Row = tuple[float, list[tuple[float, CellKind]]]  # (height fraction, [(width fraction, kind)]), top row first
 DoorHandlePlace = Literal["top", "bottom", "middle"]
 
 CABINET_DOOR = ("cabinet door", "door")
 DRAWER = ("drawer",)
+FLAP = ("flap", "drop-down flap")
 _RECESS = Material("plain", (0.03, 0.03, 0.03), (0.03, 0.03, 0.03), name="dark")
 
 
@@ -52,15 +52,14 @@ class FrontStyle:
 
 
 def sample_finish(sb: SceneBuilder, rng: np.random.Generator, appliance: bool = False) -> Finish:
-    """Materials for a piece, drawn from the furniture (or appliance) finishes."""
-    table = APPLIANCE_FINISHES if appliance else FURNITURE_FINISHES
-    name, kind, colour, accent = table[int(rng.integers(len(table)))]
+    """Materials for a piece, drawn from the palette's furniture (or appliance, where it has any) finishes."""
+    table = (sb.palette.appliance_finishes if appliance else ()) or sb.palette.finishes
+    name, kind, colour, accent, specular = table[int(rng.integers(len(table)))]
     tint = rng.uniform(0.9, 1.1, size=3)
     colour_t = tuple(float(c) for c in np.clip(np.array(colour) * tint, 0, 1))
     accent_t = tuple(float(c) for c in np.clip(np.array(accent) * tint, 0, 1))
     scale = float(rng.uniform(0.012, 0.03))
     offset = tuple(float(o) for o in rng.uniform(-50, 50, size=3))
-    specular = 0.5 if kind == "metal" else 0.0
     ids = [
         sb.add_material(Material(kind, colour_t, accent_t, scale, axis, specular, name, offset))  # type: ignore
         for axis in (0, 2)
@@ -69,13 +68,25 @@ def sample_finish(sb: SceneBuilder, rng: np.random.Generator, appliance: bool = 
 
 
 def sample_handle(sb: SceneBuilder, rng: np.random.Generator) -> HandleStyle:
-    """A handle style: a bar on posts or a knob, in steel, black or brass."""
+    """A handle style of a kind the palette draws, in steel, black or brass (a recessed grip: a dark slot)."""
     colour = HANDLE_FINISHES[int(rng.integers(len(HANDLE_FINISHES)))]
     material = sb.add_material(Material("metal", colour, colour, specular=0.6, name="handle"))
-    if rng.random() >= 0.65:
+    kind = sb.palette.handle_kind(rng)
+    if kind == "knob":
         return HandleStyle("knob", material, float(rng.uniform(0.012, 0.02)), float(rng.uniform(0.02, 0.03)), 0.0)
-    return HandleStyle("bar", material, float(rng.uniform(0.011, 0.017)), float(rng.uniform(0.025, 0.035)),
-                       float(rng.uniform(0.1, 0.32)))
+    if kind == "bar":
+        return HandleStyle("bar", material, float(rng.uniform(0.011, 0.017)), float(rng.uniform(0.025, 0.035)),
+                           float(rng.uniform(0.1, 0.32)))
+    if kind == "recessed":
+        return HandleStyle("recessed", sb.add_material(_RECESS), float(rng.uniform(0.015, 0.025)), 0.0,
+                           float(rng.uniform(0.1, 0.25)))
+    if kind == "edge":
+        return HandleStyle("edge", material, float(rng.uniform(0.01, 0.016)), float(rng.uniform(0.015, 0.025)),
+                           float(rng.uniform(0.3, 0.6)))
+    if kind == "cup":
+        return HandleStyle("cup", material, float(rng.uniform(0.025, 0.035)), float(rng.uniform(0.015, 0.02)),
+                           float(rng.uniform(0.07, 0.1)))
+    return HandleStyle("none", material, 0.0, 0.0, 0.0)
 
 
 def sample_style(sb: SceneBuilder, rng: np.random.Generator, door_handle: DoorHandlePlace,
@@ -142,7 +153,7 @@ def _door_handle_z(place: DoorHandlePlace, za: float, zb: float, length: float) 
 
 def _cell_part(sb: SceneBuilder, rng: np.random.Generator, kind: CellKind, rect: tuple[float, float, float, float],
                y_front: float, depth: float, style: FrontStyle, furniture: int, name: str) -> None:
-    """One front: a drawer, a side-hinged door, a bottom-hinged appliance door, or a fixed panel."""
+    """One front: a drawer, a side-hinged door, a bottom-hinged flap or appliance door, or a fixed panel."""
     xa, xb, za, zb = rect
     t = style.thickness_m
     face = y_front - t
@@ -170,6 +181,14 @@ def _cell_part(sb: SceneBuilder, rng: np.random.Generator, kind: CellKind, rect:
         axis = unit((0, 0, -1) if left else (0, 0, 1))
         sb.parts.append(Part(name, "door", style.door_nouns, furniture, 1, axis, hinge, handle,
                              style.handle.kind, float(rng.uniform(1.45, 1.75))))
+        return
+    if kind == "flap":
+        sb.add_box([xa, face, za], [xb, y_front, zb], style.finish.vertical, part)
+        z = zb - min(0.05, height / 4)
+        handle = sb.add_handle(style.handle, ((xa + xb) / 2, z), face, False, 0.4 * width, part)
+        hinge = np.array([(xa + xb) / 2, y_front, za])  # along the bottom edge: folds down into the room
+        sb.parts.append(Part(name, "door", FLAP, furniture, 1, unit((1, 0, 0)), hinge, handle, style.handle.kind,
+                             float(rng.uniform(1.4, 1.6))))
         return
     if kind in ("oven", "dishwasher"):
         sb.add_box([xa, face, za], [xb, y_front, zb], style.finish.vertical, part)
@@ -305,6 +324,84 @@ def sideboard(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
     return x0 + width
 
 
+def _builtin_column(rng: np.random.Generator, width: float) -> list[Row]:
+    """The fronts of one tall built-in column, top first: stacked doors, a door over stacked drawers, or a
+    door, a bottom-hinged flap and drawers."""
+    layout = int(rng.integers(3))
+    doors = _door_cells(rng, width)
+    if layout == 0:
+        split = float(rng.uniform(0.35, 0.55))
+        return [(split, doors), (1.0 - split, _door_cells(rng, width))]
+    if layout == 1:
+        return [(0.55, doors)] + _drawer_rows(int(rng.integers(2, 5)), 0.45)
+    return [(0.35, doors), (0.2, [(1.0, "flap")])] + _drawer_rows(int(rng.integers(2, 4)), 0.45)
+
+
+def builtin_row(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
+    """A wall of 3-6 tall built-in units side by side, set into a surround up to the ceiling, their fronts
+    (stacked drawers, doors, bottom-hinged flaps) flush with it and with each other."""
+    finish, handle = sample_finish(sb, rng), sample_handle(sb, rng)
+    style = dataclasses.replace(sample_style(sb, rng, "middle", finish=finish, handle=handle), frame_m=0.0,
+                                gap_m=float(rng.uniform(0.003, 0.006)))
+    depth, plinth = float(rng.uniform(0.45, 0.6)), float(rng.uniform(0.06, 0.12))
+    height, side = float(rng.uniform(1.9, 2.3)), float(rng.uniform(0.03, 0.08))
+    front_y = -depth - style.thickness_m
+    x = x0 + side
+    for _ in range(int(rng.integers(3, 7))):
+        width = float(rng.choice([0.4, 0.45, 0.5, 0.6]))
+        lo, hi = np.array([x, -depth, plinth]), np.array([x + width, 0.0, height])
+        sb.add_box([x, -depth + 0.05, 0.0], [x + width, -0.01, plinth], style.recess)
+        _cabinet(sb, rng, "builtin", ("cabinet", "built-in cabinet", "tall cabinet"), lo, hi,
+                 _builtin_column(rng, width), style)
+        x += width
+    for xa, xb in ((x0, x0 + side), (x, x + side)):
+        sb.add_box([xa, front_y, 0.0], [xb, 0.0, CEILING_M], finish.vertical)
+    sb.add_box([x0 + side, front_y, height], [x, 0.0, CEILING_M], finish.vertical)
+    return x + side
+
+
+def filing_cabinet(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
+    """A narrow office cabinet of 2-4 equal drawers, standing on a low plinth (held out)."""
+    width, height, depth = rng.uniform(0.4, 0.5), rng.uniform(0.7, 1.35), rng.uniform(0.5, 0.6)
+    style = sample_style(sb, rng, "middle")
+    count = int(np.clip(rng.integers(2, 5), 2, int(height / 0.28)))
+    lo, hi = np.array([x0, -depth, 0.03]), np.array([x0 + width, 0.0, height])
+    support(sb, rng, x0, x0 + width, depth, 0.03, style)
+    _cabinet(sb, rng, "filingcabinet", ("filing cabinet", "cabinet"), lo, hi, _drawer_rows(count, 1.0), style)
+    return x0 + width
+
+
+def media_unit(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
+    """A low, wide unit of 2-3 bottom-hinged flaps side by side, sometimes over a row of drawers (held out)."""
+    width, height, depth = rng.uniform(1.2, 2.0), rng.uniform(0.4, 0.6), rng.uniform(0.35, 0.45)
+    leg = rng.uniform(0.1, 0.2)
+    style = sample_style(sb, rng, "top")
+    columns = int(rng.integers(2, 4))
+    flaps: list[tuple[float, CellKind]] = [(1.0 / columns, "flap")] * columns
+    rows: list[Row] = [(1.0, flaps)]
+    if rng.random() < 0.4:
+        rows = [(0.65, flaps), (0.35, [(1.0 / columns, "drawer")] * columns)]
+    lo, hi = np.array([x0, -depth, leg]), np.array([x0 + width, 0.0, height])
+    support(sb, rng, x0, x0 + width, depth, leg, style)
+    _cabinet(sb, rng, "mediaunit", ("media unit", "TV stand", "lowboard"), lo, hi, rows, style)
+    top_slab(sb, x0, x0 + width, depth, height, 0.02, 0.0, style.finish.horizontal)
+    clutter(sb, rng, x0, x0 + width, depth, height + 0.02)
+    return x0 + width
+
+
+def bureau(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
+    """A writing bureau: a fall-front flap over 2-3 drawers (held out)."""
+    width, height, depth = rng.uniform(0.8, 1.1), rng.uniform(1.0, 1.25), rng.uniform(0.45, 0.55)
+    leg = rng.uniform(0.06, 0.15)
+    style = sample_style(sb, rng, "top")
+    rows: list[Row] = [(0.4, [(1.0, "flap")])] + _drawer_rows(int(rng.integers(2, 4)), 0.6)
+    lo, hi = np.array([x0, -depth, leg]), np.array([x0 + width, 0.0, height])
+    support(sb, rng, x0, x0 + width, depth, leg, style)
+    _cabinet(sb, rng, "bureau", ("bureau", "writing desk"), lo, hi, rows, style)
+    top_slab(sb, x0, x0 + width, depth, height, 0.02, 0.01, style.finish.horizontal)
+    return x0 + width
+
+
 def _lidded(sb: SceneBuilder, rng: np.random.Generator, x0: float, kind: str, nouns: tuple[str, ...],
             size_lo: tuple[float, float, float], size_hi: tuple[float, float, float], appliance: bool) -> float:
     """A box with a lid hinged along its top back edge (a chest, a trash can)."""
@@ -333,6 +430,12 @@ def chest(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
 
 def trash_can(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
     return _lidded(sb, rng, x0, "bin", ("trash can", "bin"), (0.28, 0.45, 0.28), (0.42, 0.7, 0.4), appliance=True)
+
+
+def ottoman(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
+    """A low storage bench whose lid lifts at the back (held out)."""
+    return _lidded(sb, rng, x0, "ottoman", ("ottoman", "storage bench"), (0.7, 0.35, 0.35), (1.3, 0.5, 0.5),
+                   appliance=False)
 
 
 def kitchen(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
@@ -433,6 +536,6 @@ def _microwave(sb: SceneBuilder, rng: np.random.Generator, x0: float, z0: float,
                glass, door)
 
 
-FLOOR_PIECES: tuple[Callable[[SceneBuilder, np.random.Generator, float], float], ...] = (
-    dresser, nightstand, wardrobe, sideboard, chest, trash_can,
-)
+Builder = Callable[[SceneBuilder, np.random.Generator, float], float]
+FLOOR_PIECES: tuple[Builder, ...] = (dresser, nightstand, wardrobe, sideboard, chest, trash_can)
+HELDOUT_PIECES: tuple[Builder, ...] = (filing_cabinet, media_unit, bureau, ottoman)

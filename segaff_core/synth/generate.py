@@ -2,7 +2,9 @@
 
 Each scene is drawn from its own seed, derived from the data set seed and the scene index, and rendered
 from ``views_per_scene`` cameras; scenes are split 80/10/10 into train/valid/test, so a held-out scene is
-never seen in training. The output depends on ``seed`` and ``num_images`` only, not on ``workers``.
+never seen in training. ``styles`` picks the world (:mod:`segaff_core.synth.styles`: ``train`` or
+``heldout``) and ``sensor_faults`` the depth sensor's severity (0 perfect to 4,
+:mod:`segaff_core.synth.sensor_faults`). The output depends on the arguments other than ``workers`` only.
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ import numpy as np
 
 from segaff_core.synth.opd_writer import OPDWriter
 from segaff_core.synth.sample import SceneSample, scene_views
+from segaff_core.synth.sensor_faults import MAX_SEVERITY
 from segaff_core.synth.sf3d_writer import SF3DWriter
+from segaff_core.synth.styles import StyleName, style_named
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ class _SceneTask:
     views: int
     image_size: tuple[int, int]
     threads: int
+    styles: StyleName = "train"
+    sensor_faults: int = 0
 
 
 def scene_seed(seed: int, scene: int) -> int:
@@ -75,7 +81,7 @@ def _render_task(task: _SceneTask) -> list[SceneSample]:
     """The views of one scene; a scene that no camera sees well is replaced by one from a derived seed."""
     seed = task.seed
     for attempt in range(1, 4):
-        views, rng = scene_views(seed, task.threads)
+        views, rng = scene_views(seed, task.threads, style_named(task.styles), task.sensor_faults)
         try:
             return [views.view(rng, task.image_size) for _ in range(task.views)]
         except RuntimeError as error:
@@ -100,11 +106,17 @@ def generate_dataset(
     image_size: tuple[int, int] = (256, 256),
     workers: int = 1,
     views_per_scene: int = 5,
+    styles: StyleName = "train",
+    sensor_faults: int = 0,
 ) -> GenerationSummary:
-    """Render ``num_images`` views (``image_size`` = (H, W)) of procedural scenes into ``out`` in format
-    ``fmt`` (``opd`` or ``sf3d``). ``out`` must be empty or absent. The same arguments give the same bytes."""
+    """Render ``num_images`` views (``image_size`` = (H, W)) of procedural scenes of ``styles`` (``train``
+    or ``heldout``), with depth faults of severity ``sensor_faults`` (0-4), into ``out`` in format ``fmt``
+    (``opd`` or ``sf3d``). ``out`` must be empty or absent. The same arguments give the same bytes."""
     if fmt not in ("opd", "sf3d"):
         raise ValueError(f"unknown format {fmt!r}: expected 'opd' or 'sf3d'")
+    style_named(styles)
+    if not 0 <= sensor_faults <= MAX_SEVERITY:
+        raise ValueError(f"sensor_faults must be 0-{MAX_SEVERITY}, got {sensor_faults}")
     if num_images < 1 or views_per_scene < 1 or workers < 1:
         raise ValueError(f"num_images, views_per_scene and workers must be >= 1, got {num_images}, "
                          f"{views_per_scene}, {workers}")
@@ -116,7 +128,8 @@ def generate_dataset(
     splits = assign_splits(num_scenes, seed)
     threads = 1 if workers > 1 else 0
     tasks = [
-        _SceneTask(i, scene_seed(seed, i), min(views_per_scene, num_images - i * views_per_scene), image_size, threads)
+        _SceneTask(i, scene_seed(seed, i), min(views_per_scene, num_images - i * views_per_scene), image_size, threads,
+                   styles, sensor_faults)
         for i in range(num_scenes)
     ]
     plan = {s: [(t.index, v) for t in tasks if splits[t.index] == s for v in range(t.views)] for s in SPLITS}
@@ -125,7 +138,8 @@ def generate_dataset(
         writer = OPDWriter(out, plan, image_size)
     else:
         writer = SF3DWriter(out, dict(enumerate(splits)),
-                            {"source": "segaff synth", "seed": seed, "num_images": num_images})
+                            {"source": "segaff synth", "seed": seed, "num_images": num_images, "styles": styles,
+                             "sensor_faults": sensor_faults})
     parts_per_split = {s: 0 for s in SPLITS}
     for task, samples in zip(tasks, _rendered(tasks, workers)):
         for view, sample in enumerate(samples):

@@ -1,9 +1,11 @@
 """Instructions that name exactly one part of a scene, from its layout.
 
-A referring expression is a noun ("drawer", "cabinet door", "lid"), an optional scope ("of the left
+A referring expression is a noun ("drawer", "cabinet door", "flap", "lid"), an optional scope ("of the left
 dresser") and modifiers that single the part out within the scope: vertical and horizontal order of the
 handles ("top", "second ... from the bottom", "leftmost", "top-left", "in the right column"), the handle
-kind, the colour. Left and right are along the back wall, as every camera sees them; heights are world z.
+kind ("with the knob", "handleless"), the colour. Verbs suit the motion: a flap or an oven door is pulled
+down, a lid lifted, a handleless front pushed. Left and right are along the back wall, as every camera
+sees them; heights are world z.
 A modifier is used only when exactly one part of the scope satisfies it. A view's instructions name
 their part both in the whole scene and among the parts that view shows: "the second door from the left"
 is not given where the leftmost door is out of sight (it would name another door there).
@@ -22,7 +24,10 @@ from segaff_core.synth.layout import Part, SceneLayout
 LEVEL_TOLERANCE_M = 0.04
 Direction = Literal["vertical", "horizontal"]
 _ORDINALS = {1: "second", 2: "third", 3: "fourth"}
-_HANDLE_WORDS = {"knob": "knob", "bar": "bar handle"}
+# How a handle kind is named: "the drawer with the knob"; a handleless front is "the handleless drawer".
+_HANDLE_WORDS = {"knob": "knob", "bar": "bar handle", "recessed": "recessed grip", "none": "handleless",
+                 "edge": "edge pull", "cup": "cup pull"}
+_BEFORE_NOUN = {"handleless"}
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,8 @@ class _Referents:
                     found.append(Modifier(vertical.before, f"{vertical.after} in the {horizontal} column".strip()))
         for word in self.extra[target]:
             if sum(word in self.extra[i] for i in group) == 1:
-                found.append(Modifier(word) if word not in _HANDLE_WORDS.values() else Modifier("", f"with the {word}"))
+                with_handle = word in _HANDLE_WORDS.values() and word not in _BEFORE_NOUN
+                found.append(Modifier("", f"with the {word}") if with_handle else Modifier(word))
         return found
 
     @staticmethod
@@ -221,11 +227,17 @@ def named_part(expressions: list[list[str]], instruction: str) -> Optional[int]:
 
 
 def _verbs(part: Part) -> tuple[str, ...]:
-    if part.category == "drawer":
-        return ("Open {}.", "Pull out {}.", "Pull {} open.", "Slide out {}.", "Pull the handle of {}.")
     if part.category == "lid":
         return ("Lift {}.", "Open {}.", "Raise {}.")
-    if abs(part.axis[2]) < 0.5:  # a horizontal hinge at the bottom: oven, dishwasher
+    if part.handle_kind == "none":  # push-to-open: pressed, never pulled by a handle
+        if part.category == "drawer":
+            return ("Open {}.", "Push {} to open it.", "Press {} to pop it open.")
+        return ("Open {}.", "Push {} to open it.")
+    if part.category == "drawer":
+        return ("Open {}.", "Pull out {}.", "Pull {} open.", "Slide out {}.", "Pull the handle of {}.")
+    if abs(part.axis[2]) < 0.5:  # a horizontal hinge at the bottom: a flap, an oven or dishwasher door
+        if "flap" in part.nouns:
+            return ("Open {}.", "Pull down {}.", "Lower {}.", "Fold down {}.")
         return ("Open {}.", "Pull down {}.", "Lower {}.")
     return ("Open {}.", "Swing open {}.", "Pull open {}.", "Pull the handle of {}.")
 

@@ -12,9 +12,11 @@ import numpy as np
 
 from segaff_core.synth.materials import Material
 from segaff_core.synth.mesh import MeshBuilder, TriangleMesh
+from segaff_core.synth.palette import CLASSIC_PALETTE, HandleKind, Palette
 
 Category = Literal["drawer", "door", "lid"]
-HandleKind = Literal["bar", "knob"]
+CEILING_M = 2.6  # height of every room's ceiling
+RECESS_DEPTH_M = 0.0015  # how far a recessed grip's dark slot stands out of its front (flush, in effect)
 CATEGORY_IDS: dict[str, int] = {"drawer": 1, "door": 2, "lid": 3}
 
 
@@ -79,7 +81,8 @@ class SceneLayout:
 
 @dataclass(frozen=True)
 class HandleStyle:
-    """How a piece's handles look: bars or knobs, sizes in metres, and the handle material."""
+    """How a piece's handles look (see :data:`~segaff_core.synth.palette.HandleKind`), sizes in metres
+    (a recessed grip's slot is ``thickness_m`` high; a handleless front has no size) and the material."""
 
     kind: HandleKind
     material: int
@@ -90,8 +93,10 @@ class HandleStyle:
 
 @dataclass
 class SceneBuilder:
-    """Accumulates boxes, materials, parts and furniture; :meth:`build` returns the :class:`SceneLayout`."""
+    """Accumulates boxes, materials, parts and furniture; :meth:`build` returns the :class:`SceneLayout`.
+    Furniture builders draw finishes and handles from ``palette``."""
 
+    palette: Palette = CLASSIC_PALETTE
     mesh: MeshBuilder = field(default_factory=MeshBuilder)
     materials: list[Material] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)
@@ -120,13 +125,25 @@ class SceneBuilder:
 
     def add_handle(self, style: HandleStyle, centre_xz: tuple[float, float], face_y: float,
                    vertical: bool, length_m: float, part: int) -> np.ndarray:
-        """A handle on a front whose outer face is the plane ``y = face_y``; returns the handle point."""
+        """A handle on a front whose outer face is the plane ``y = face_y``, ``vertical`` (doors) or
+        horizontal; returns the handle point: the centre of its outer face, or where a handleless front
+        is pushed."""
         x, z = centre_xz
         b, s = style.thickness_m, style.standoff_m
+        half = min(length_m, style.max_length_m) / 2
+        along = np.array([0.0, 0.0, 1.0]) if vertical else np.array([1.0, 0.0, 0.0])
+        across = np.array([1.0, 0.0, 0.0]) if vertical else np.array([0.0, 0.0, 1.0])
+        centre = np.array([x, face_y, z])
+        if style.kind == "none":
+            return centre
         if style.kind == "knob":
             self.add_knob((x, z), (face_y - s, face_y), b, style.material, part)
             return np.array([x, face_y - s, z])
-        half = min(length_m, style.max_length_m) / 2
+        if style.kind in ("recessed", "edge", "cup"):  # one solid block on the face
+            proud = RECESS_DEPTH_M if style.kind == "recessed" else s
+            extent = half * along + b / 2 * across
+            self.add_box(centre - extent - [0.0, proud, 0.0], centre + extent, style.material, part)
+            return np.array([x, face_y - proud, z])
         post = 0.8 * b
         if vertical:
             self.add_box([x - b / 2, face_y - s - b, z - half], [x + b / 2, face_y - s, z + half], style.material, part)

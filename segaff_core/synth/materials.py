@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
-TextureKind = Literal["plain", "wood", "tiles", "planks", "metal", "glass"]
-_KIND_CODES: dict[str, int] = {"plain": 0, "wood": 1, "tiles": 2, "planks": 3, "metal": 4, "glass": 5}
+# "flat": one colour without the faint noise of "plain" (a low-texture lacquer or laminate).
+TextureKind = Literal["plain", "wood", "tiles", "planks", "metal", "glass", "flat"]
+_KIND_CODES: dict[str, int] = {"plain": 0, "wood": 1, "tiles": 2, "planks": 3, "metal": 4, "glass": 5, "flat": 6}
 
 # A fixed set of plane waves: a cheap smooth 3D noise in [-1, 1] without lattice look-ups. float32 keeps
 # numpy's sine vectorised (float64 sine of large arguments is ~30x slower).
@@ -31,22 +32,49 @@ class Material:
     offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-# Furniture finishes: (name, kind, colour, accent).
-FURNITURE_FINISHES: tuple[tuple[str, TextureKind, tuple[float, float, float], tuple[float, float, float]], ...] = (
-    ("white", "plain", (0.82, 0.82, 0.80), (0.82, 0.82, 0.80)),
-    ("light wooden", "wood", (0.72, 0.52, 0.30), (0.52, 0.34, 0.17)),
-    ("dark wooden", "wood", (0.30, 0.18, 0.10), (0.18, 0.10, 0.05)),
-    ("grey", "plain", (0.45, 0.46, 0.48), (0.45, 0.46, 0.48)),
-    ("black", "plain", (0.06, 0.06, 0.07), (0.06, 0.06, 0.07)),
-    ("blue", "plain", (0.16, 0.26, 0.50), (0.16, 0.26, 0.50)),
-    ("green", "plain", (0.26, 0.42, 0.28), (0.26, 0.42, 0.28)),
-    ("red", "plain", (0.58, 0.13, 0.10), (0.58, 0.13, 0.10)),
-    ("beige", "plain", (0.78, 0.70, 0.56), (0.78, 0.70, 0.56)),
+class FinishSpec(NamedTuple):
+    """A finish to draw furniture from: its colour word, texture, colours and specular strength."""
+
+    name: str
+    kind: TextureKind
+    colour: tuple[float, float, float]
+    accent: tuple[float, float, float]
+    specular: float = 0.0
+
+
+FURNITURE_FINISHES: tuple[FinishSpec, ...] = (
+    FinishSpec("white", "plain", (0.82, 0.82, 0.80), (0.82, 0.82, 0.80)),
+    FinishSpec("light wooden", "wood", (0.72, 0.52, 0.30), (0.52, 0.34, 0.17)),
+    FinishSpec("dark wooden", "wood", (0.30, 0.18, 0.10), (0.18, 0.10, 0.05)),
+    FinishSpec("grey", "plain", (0.45, 0.46, 0.48), (0.45, 0.46, 0.48)),
+    FinishSpec("black", "plain", (0.06, 0.06, 0.07), (0.06, 0.06, 0.07)),
+    FinishSpec("blue", "plain", (0.16, 0.26, 0.50), (0.16, 0.26, 0.50)),
+    FinishSpec("green", "plain", (0.26, 0.42, 0.28), (0.26, 0.42, 0.28)),
+    FinishSpec("red", "plain", (0.58, 0.13, 0.10), (0.58, 0.13, 0.10)),
+    FinishSpec("beige", "plain", (0.78, 0.70, 0.56), (0.78, 0.70, 0.56)),
 )
-APPLIANCE_FINISHES: tuple[tuple[str, TextureKind, tuple[float, float, float], tuple[float, float, float]], ...] = (
-    ("stainless steel", "metal", (0.58, 0.59, 0.60), (0.58, 0.59, 0.60)),
-    ("white", "plain", (0.86, 0.86, 0.86), (0.86, 0.86, 0.86)),
-    ("black", "metal", (0.07, 0.07, 0.08), (0.07, 0.07, 0.08)),
+# Low-texture flat fronts (lacquer, laminate) of the train style.
+FLAT_FINISHES: tuple[FinishSpec, ...] = (
+    FinishSpec("matte white", "flat", (0.86, 0.86, 0.85), (0.86, 0.86, 0.85)),
+    FinishSpec("light grey", "flat", (0.66, 0.67, 0.68), (0.66, 0.67, 0.68)),
+    FinishSpec("sage", "flat", (0.50, 0.58, 0.48), (0.50, 0.58, 0.48)),
+    FinishSpec("navy", "flat", (0.10, 0.14, 0.28), (0.10, 0.14, 0.28)),
+    FinishSpec("cream", "flat", (0.88, 0.84, 0.72), (0.88, 0.84, 0.72)),
+)
+# Finishes only the held-out style draws (names and looks no training style has).
+HELDOUT_FINISHES: tuple[FinishSpec, ...] = (
+    FinishSpec("walnut", "wood", (0.42, 0.27, 0.17), (0.26, 0.15, 0.08)),
+    FinishSpec("pale oak", "wood", (0.80, 0.68, 0.50), (0.66, 0.52, 0.34)),
+    FinishSpec("glossy white", "flat", (0.92, 0.92, 0.93), (0.92, 0.92, 0.93), 0.4),
+    FinishSpec("charcoal", "flat", (0.16, 0.16, 0.17), (0.16, 0.16, 0.17)),
+    FinishSpec("mustard", "flat", (0.72, 0.55, 0.12), (0.72, 0.55, 0.12)),
+    FinishSpec("teal", "plain", (0.08, 0.40, 0.42), (0.08, 0.40, 0.42)),
+    FinishSpec("terracotta", "plain", (0.66, 0.33, 0.22), (0.66, 0.33, 0.22)),
+)
+APPLIANCE_FINISHES: tuple[FinishSpec, ...] = (
+    FinishSpec("stainless steel", "metal", (0.58, 0.59, 0.60), (0.58, 0.59, 0.60), 0.5),
+    FinishSpec("white", "plain", (0.86, 0.86, 0.86), (0.86, 0.86, 0.86)),
+    FinishSpec("black", "metal", (0.07, 0.07, 0.08), (0.07, 0.07, 0.08), 0.5),
 )
 HANDLE_FINISHES: tuple[tuple[float, float, float], ...] = (
     (0.70, 0.70, 0.72),  # brushed steel
@@ -99,6 +127,8 @@ class MaterialTable:
         x, y, z = np.ascontiguousarray(p.T)
         out = self.colour[material_ids] * (1.0 + 0.05 * _noise(x * 3.0, y * 3.0, z * 3.0))[:, None]
         kind = self.kind[material_ids]
+        flat = np.nonzero(kind == _KIND_CODES["flat"])[0]
+        out[flat] = self.colour[material_ids[flat]]
         for code, shader in ((_KIND_CODES["wood"], self._wood), (_KIND_CODES["tiles"], self._tiles),
                              (_KIND_CODES["planks"], self._planks)):
             subset = np.nonzero(kind == code)[0]

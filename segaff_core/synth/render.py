@@ -1,8 +1,10 @@
 """Ray casting with open3d's RaycastingScene: depth, per-pixel part ids, and a shaded RGB image
-(Lambertian + a little Blinn-Phong, one point light with hard shadows, ambient, procedural textures)."""
+(Lambertian + a little Blinn-Phong, one point light with hard shadows, ambient, procedural textures,
+optionally a camera's effects: :mod:`segaff_core.synth.camera_effects`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -10,6 +12,7 @@ import open3d as o3d
 import open3d.core as o3c
 
 from segaff_core.synth.camera import Camera
+from segaff_core.synth.camera_effects import CameraEffects
 from segaff_core.synth.layout import SceneLayout
 from segaff_core.synth.materials import MaterialTable
 
@@ -26,16 +29,18 @@ def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Render:
     """``rgb (H, W, 3) uint8``, ``depth_m (H, W) float32`` (0 where no surface), ``part_ids (H, W)``
-    (index into the layout's parts, -1 elsewhere)."""
+    (index into the layout's parts, -1 elsewhere) and ``specular (H, W) float32`` (the strength of the
+    surface's highlight, 0 for matte surfaces and where no surface)."""
 
     rgb: np.ndarray
     depth_m: np.ndarray
     part_ids: np.ndarray
+    specular: np.ndarray
 
 
 @dataclass(frozen=True)
 class Lighting:
-    """Per-image light and sensor settings."""
+    """Per-image light and sensor settings; ``effects``: the camera's, or None for none."""
 
     intensity: float
     ambient: float
@@ -43,9 +48,11 @@ class Lighting:
     exposure: float
     noise_std: float
     noise_seed: int
+    effects: Optional[CameraEffects] = None
 
     @staticmethod
-    def sample(rng: np.random.Generator) -> Lighting:
+    def sample(rng: np.random.Generator, camera_effects: bool = False) -> Lighting:
+        """Light and sensor settings, with camera effects drawn after them where ``camera_effects``."""
         return Lighting(
             intensity=float(rng.uniform(0.7, 1.2)),
             ambient=float(rng.uniform(0.25, 0.45)),
@@ -53,6 +60,7 @@ class Lighting:
             exposure=float(rng.uniform(0.85, 1.15)),
             noise_std=float(rng.uniform(0.5, 2.5)),
             noise_seed=int(rng.integers(2**31)),
+            effects=CameraEffects.sample(rng) if camera_effects else None,
         )
 
 
@@ -89,12 +97,16 @@ class Renderer:
 
         image = cv2.GaussianBlur(colour.reshape(camera.height, camera.width, 3), (3, 3), 0.6)
         noise_rng = np.random.default_rng(lighting.noise_seed)
+        if lighting.effects is not None:
+            image = lighting.effects.apply(image)
         image *= np.float32(lighting.exposure)
         grain = noise_rng.standard_normal((*image.shape[:2], 1), dtype=np.float32)  # grey sensor noise
         image += grain * np.float32(lighting.noise_std / 255)
         rgb = _GAMMA_LUT[(np.clip(image, 0.0, 1.0) * (len(_GAMMA_LUT) - 1)).astype(np.int64)]
         shape = (camera.height, camera.width)
-        return Render(rgb, distance.reshape(shape), part_ids.reshape(shape))
+        specular = self._materials.specular[self._triangle_material[triangles]]
+        specular[miss] = 0.0
+        return Render(rgb, distance.reshape(shape), part_ids.reshape(shape), specular.reshape(shape))
 
     def _shade(self, points: np.ndarray, normals: np.ndarray, directions: np.ndarray, triangles: np.ndarray,
                lighting: Lighting) -> np.ndarray:

@@ -14,6 +14,8 @@ from segaff_core.synth.language import describe_parts, instructions_in_view, nam
 from segaff_core.synth.layout import SceneLayout
 from segaff_core.synth.render import Lighting, Renderer
 from segaff_core.synth.scene import build_scene
+from segaff_core.synth.sensor_faults import apply_sensor_faults
+from segaff_core.synth.styles import CLASSIC, SceneStyle
 
 # The ray through the handle pixel must hit the part within this of the handle point: on the handle, or
 # on the front just behind a handle thinner than a pixel (stand-off + bar <= 5.2 cm).
@@ -45,7 +47,8 @@ class PartAnnotation:
 
 @dataclass
 class SceneSample:
-    """One rendered view: ``rgb (H, W, 3) uint8``, ``depth_m (H, W) float32`` (0 = no surface),
+    """One rendered view: ``rgb (H, W, 3) uint8``, ``depth_m (H, W) float32`` (0 = no surface or no
+    measurement; with sensor faults, as the faulty sensor measured it),
     ``K (3, 3)``, ``world_to_camera (4, 4)`` (world: z up), the visible parts, the size of the
     scene's furniture (bounding-box diagonal, metres) and the lighting it was rendered with."""
 
@@ -64,10 +67,15 @@ class SceneSample:
 
 
 class SceneViews:
-    """A scene built once (layout, acceleration structure, descriptions) and rendered from many cameras."""
+    """A scene built once (layout, acceleration structure, descriptions) and rendered from many cameras,
+    from the views of ``style`` and, with ``sensor_faults`` 1-4, with a faulty depth sensor of that
+    severity (:mod:`segaff_core.synth.sensor_faults`; annotations are made on the true depth)."""
 
-    def __init__(self, layout: SceneLayout, rng: np.random.Generator, threads: int = 0) -> None:
+    def __init__(self, layout: SceneLayout, rng: np.random.Generator, threads: int = 0,
+                 style: SceneStyle = CLASSIC, sensor_faults: int = 0) -> None:
         self.layout = layout
+        self.style = style
+        self.sensor_faults = sensor_faults
         self.instructions = describe_parts(layout, rng)
         self._expressions = referring_expressions(layout)
         self._renderer = Renderer(layout, threads)
@@ -82,8 +90,8 @@ class SceneViews:
         which it is visible (its handle unoccluded). RuntimeError after many failed cameras."""
         height, width = image_size
         for _ in range(MAX_VIEW_ATTEMPTS):
-            camera = sample_camera(rng, self.layout, height, width, part_id)
-            lighting = Lighting.sample(rng)
+            camera = sample_camera(rng, self.layout, height, width, part_id, self.style.views)
+            lighting = Lighting.sample(rng, self.style.camera_effects)
             sample = self.render(camera, lighting)
             visible = {part.part_id for part in sample.parts}
             if (part_id in visible) if part_id is not None else visible:
@@ -133,23 +141,28 @@ class SceneViews:
                     descriptions=descriptions,
                 )
             )
-        return SceneSample(image.rgb, depth, camera.K.copy(), camera.world_to_camera.copy(), annotations,
+        measured = apply_sensor_faults(depth, camera.K, image.rgb, image.specular, self.sensor_faults,
+                                       lighting.noise_seed)
+        return SceneSample(image.rgb, measured, camera.K.copy(), camera.world_to_camera.copy(), annotations,
                            self.diameter_m, lighting)
 
 
-def scene_views(seed: int, threads: int = 0) -> tuple[SceneViews, np.random.Generator]:
-    """The scene of ``seed`` and the generator that then draws its views."""
+def scene_views(seed: int, threads: int = 0, style: SceneStyle = CLASSIC,
+                sensor_faults: int = 0) -> tuple[SceneViews, np.random.Generator]:
+    """The scene of ``seed`` in ``style`` (by default the classic world) and the generator that then draws
+    its views (with depth faults of severity ``sensor_faults``)."""
     rng = np.random.default_rng(seed)
-    return SceneViews(build_scene(rng), rng, threads), rng
+    return SceneViews(build_scene(rng, style), rng, threads, style, sensor_faults), rng
 
 
-def find_scene(instruction: str, seeds: Iterable[int], min_siblings: int = 0) -> Optional[tuple[int, int]]:
+def find_scene(instruction: str, seeds: Iterable[int], min_siblings: int = 0,
+               style: SceneStyle = CLASSIC) -> Optional[tuple[int, int]]:
     """The first of ``seeds`` whose scene (the one :func:`scene_views` builds) has a part that ``instruction``
     names with at least ``min_siblings`` other parts of its category on the same piece of furniture (so that
     the instruction has to tell them apart), and that part's index; None when no scene among them has one.
     Only layouts are built (no rendering: a few milliseconds per seed)."""
     for seed in seeds:
-        layout = build_scene(np.random.default_rng(seed))
+        layout = build_scene(np.random.default_rng(seed), style)
         index = named_part(referring_expressions(layout), instruction)
         if index is None:
             continue
@@ -161,7 +174,8 @@ def find_scene(instruction: str, seeds: Iterable[int], min_siblings: int = 0) ->
     return None
 
 
-def render_scene(seed: int, image_size: tuple[int, int] = (256, 256)) -> SceneSample:
-    """One view (``image_size`` = (H, W)) of the scene drawn from ``seed``; the same seed, the same sample."""
-    views, rng = scene_views(seed)
+def render_scene(seed: int, image_size: tuple[int, int] = (256, 256), style: SceneStyle = CLASSIC) -> SceneSample:
+    """One view (``image_size`` = (H, W)) of the scene drawn from ``seed`` in ``style``; the same seed, the
+    same sample."""
+    views, rng = scene_views(seed, style=style)
     return views.view(rng, image_size)

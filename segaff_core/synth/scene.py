@@ -1,13 +1,14 @@
-"""A whole scene: a kitchen run or 1-3 free-standing pieces against the back wall of a simple room."""
+"""A whole scene: a kitchen run, a built-in row or 1-3 free-standing pieces against the back wall of a
+simple room, drawn in one of the worlds of :mod:`segaff_core.synth.styles`."""
 from __future__ import annotations
 
 import numpy as np
 
 from segaff_core.synth import furniture as fb
-from segaff_core.synth.layout import SceneBuilder, SceneLayout
+from segaff_core.synth.layout import CEILING_M, SceneBuilder, SceneLayout
 from segaff_core.synth.materials import Material
-
-CEILING_M = 2.6
+from segaff_core.synth.palette import weighted_index
+from segaff_core.synth.styles import CLASSIC, SceneStyle
 
 
 def _floor_material(rng: np.random.Generator) -> Material:
@@ -46,18 +47,22 @@ def _pictures(sb: SceneBuilder, rng: np.random.Generator, x0: float, x1: float) 
         sb.add_box([x + 0.03, -0.025, z + 0.03], [x + w - 0.03, -0.01, z + h - 0.03], art)
 
 
-def build_scene(rng: np.random.Generator) -> SceneLayout:
-    """Draw a scene: furniture along the back wall (y = 0), a floor, side walls and a ceiling."""
-    sb = SceneBuilder()
+def build_scene(rng: np.random.Generator, style: SceneStyle = CLASSIC) -> SceneLayout:
+    """Draw a scene of ``style``: furniture along the back wall (y = 0), a floor, side walls and a ceiling."""
+    sb = SceneBuilder(palette=style.palette)
     x = 0.0
-    is_kitchen = bool(rng.random() < 0.4)
+    kinds = style.scene_kinds
+    kind = kinds[weighted_index(rng, style.scene_weights)] if len(kinds) > 1 else kinds[0]
+    is_kitchen = kind == "kitchen"
     if is_kitchen:
         x = fb.kitchen(sb, rng, x)
         if rng.random() < 0.3:
             x = fb.trash_can(sb, rng, x + float(rng.uniform(0.05, 0.4)))
+    elif kind == "builtin":
+        x = fb.builtin_row(sb, rng, x)
     else:
         for k in range(int(rng.integers(1, 4))):
-            piece = fb.FLOOR_PIECES[int(rng.integers(len(fb.FLOOR_PIECES)))]
+            piece = style.floor_pieces[int(rng.integers(len(style.floor_pieces)))]
             x = piece(sb, rng, x + (float(rng.uniform(0.05, 0.6)) if k else 0.0))
     lo = np.min([f.lo for f in sb.furniture], axis=0)
     hi = np.max([f.hi for f in sb.furniture], axis=0)
