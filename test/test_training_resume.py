@@ -80,7 +80,7 @@ def _tensors_equal(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_seed", [0, 1])
+@pytest.mark.parametrize("kill_seed", [0])  # one moment: a deterministic interrupted write is tested below
 def test_resume_after_sigkill_continues_from_last_checkpoint(
     tmp_path: Path, foreign_tmpdir: dict[str, str], kill_seed: int
 ) -> None:

@@ -11,7 +11,6 @@ from segaff_core.model import SegAffordanceModel
 from segaff_core.point_peak import refined_peak
 from segaff_core.runtimes.base import FrameRuntime
 from segaff_core.runtimes.calibration import rendered_inputs, text_conditioning
-from segaff_core.synth import render_scene
 
 VERIFICATION_SEED = 0  # the rendered scene the runtimes are verified on
 
@@ -78,6 +77,8 @@ def verify(
     device: torch.device, precision: str,
 ) -> Verification:
     """Run ``runtime`` and ``reference`` (PyTorch fp32) on the rendered verification frame and compare."""
+    from segaff_core.synth import render_scene  # open3d: ~1.7 s to import, needed only when an engine is new
+
     height, width = input_size
     sample = render_scene(VERIFICATION_SEED, input_size)
     image, depth = (tensor.to(device) for tensor in rendered_inputs(sample.rgb, sample.depth_m))

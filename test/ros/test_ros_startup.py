@@ -37,42 +37,45 @@ def other_config_checkpoint(small_checkpoint: Path, path: Path) -> Path:
     return path
 
 
-CASES = {
-    "missing-checkpoint": ("missing.ckpt' does not exist", None),
-    "not-a-checkpoint": ("cannot load checkpoint", None),
-    "checkpoint-of-another-config": ("do not fit its model_params", None),
-    "parameter-out-of-range": ("parameter 'mask_threshold'", ("mask_threshold", 0.5)),
-    "unknown-device": ("parameter 'device' is 'tpu'", ("device", "cpu")),
-    "unknown-compile-mode": ("parameter 'compile_mode' is 'fastest'", ("compile_mode", "default")),
+#: Bad checkpoints, each refused at configure with its message, in the order one process meets them.
+CHECKPOINT_CASES = {
+    "missing-checkpoint": "missing.ckpt' does not exist",
+    "not-a-checkpoint": "cannot load checkpoint",
+    "checkpoint-of-another-config": "do not fit its model_params",
 }
+#: Bad start-time overrides (all given to one process), named one by one until ``ros2 param set`` fixes them.
+OVERRIDE_CASES = {
+    "mask_threshold": ("1.5", "parameter 'mask_threshold'", 0.5),
+    "device": ("tpu", "parameter 'device' is 'tpu'", "cpu"),
+    "compile_mode": ("fastest", "parameter 'compile_mode' is 'fastest'", "default"),
+}
+COMMON = ["-p", "input_height:=64", "-p", "input_width:=64", "-p", "backend:=torch"]
 
 
 @pytest.fixture(scope="module")
 def failed_starts(
     small_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, NodeProcess]]:
-    """Every bad configuration started at once (they run concurrently to save time), each in its namespace."""
+) -> Iterator[dict[str, tuple[NodeProcess, dict[str, Path]]]]:
+    """Two nodes started at once (they load concurrently to save time), each in its namespace: one on a missing
+    checkpoint (the other bad checkpoints are set over DDS later), one with every bad override."""
     tmp = tmp_path_factory.mktemp("startup")
     garbage = tmp / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint" * 100)
-    good = ["-p", f"checkpoint:={small_checkpoint}"]
-    arguments = {
-        "missing-checkpoint": ["-p", f"checkpoint:={tmp / 'missing.ckpt'}"],
-        "not-a-checkpoint": ["-p", f"checkpoint:={garbage}"],
-        "checkpoint-of-another-config": [
-            "-p", f"checkpoint:={other_config_checkpoint(small_checkpoint, tmp / 'other.ckpt')}"
-        ],
-        "parameter-out-of-range": [*good, "-p", "mask_threshold:=1.5"],
-        "unknown-device": [*good, "-p", "device:=tpu"],
-        "unknown-compile-mode": [*good, "-p", "compile_mode:=fastest"],
+    checkpoints = {
+        "missing-checkpoint": tmp / "missing.ckpt",
+        "not-a-checkpoint": garbage,
+        "checkpoint-of-another-config": other_config_checkpoint(small_checkpoint, tmp / "other.ckpt"),
     }
-    common = ["-p", "input_height:=64", "-p", "input_width:=64", "-p", "backend:=torch"]
+    overrides = [arg for name, (value, _, _) in OVERRIDE_CASES.items() for arg in ("-p", f"{name}:={value}")]
     processes = {
-        name: NodeProcess(tmp / f"{name}.log", [*args, *common, "-r", f"__ns:=/{name.replace('-', '_')}"])
-        for name, args in arguments.items()
+        "checkpoints": (NodeProcess(tmp / "checkpoints.log", [
+            "-p", f"checkpoint:={checkpoints['missing-checkpoint']}", *COMMON, "-r", "__ns:=/bad_checkpoints"]),
+            checkpoints),
+        "overrides": (NodeProcess(tmp / "overrides.log", [
+            "-p", f"checkpoint:={small_checkpoint}", *overrides, *COMMON, "-r", "__ns:=/bad_overrides"]), {}),
     }
     yield processes
-    for process in processes.values():
+    for process, _ in processes.values():
         process.stop()
 
 
@@ -124,30 +127,73 @@ def set_parameter(probe: Probe, node: str, name: str, value: Any) -> Any:
     return call(probe, SetParameters, f"{node}/set_parameters", request).results[0]
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_configuration_fails_configure_and_the_node_stays_up(
-    failed_starts: dict[str, NodeProcess], probe: Probe, small_checkpoint: Path, case: str
-) -> None:
-    from lifecycle_msgs.msg import Transition
-
-    process = failed_starts[case]
-    expected, fix = CASES[case]
-    node = f"/{case.replace('-', '_')}{NODE}"
-    logged = wait_until(lambda: "autostart: not configured" in process.log() or not process.alive(), START_TIMEOUT_S)
+def assert_up_and_unconfigured(process: NodeProcess, probe: Probe, node: str, expected: str) -> None:
+    """The node logged ``expected`` in a configure failure, with no traceback, and is still up, unconfigured."""
     log = process.log()
-    assert logged and process.alive(), f"{case}: the node did not stay up:\n{log[-2000:]}"
-    assert "configure failed" in log and expected in log, f"{case}: unclear message:\n{log[-2000:]}"
-    assert "Traceback" not in log, f"{case}: a traceback instead of a message:\n{log[-2000:]}"
+    assert process.alive(), f"the node did not stay up:\n{log[-2000:]}"
+    assert "configure failed" in log and expected in log, f"unclear message, expected {expected!r}:\n{log[-2000:]}"
+    assert "Traceback" not in log, f"a traceback instead of a message:\n{log[-2000:]}"
     assert lifecycle_state(probe, node) == "unconfigured"
 
-    name, value = fix or ("checkpoint", str(small_checkpoint))
-    result = set_parameter(probe, node, name, value)
-    assert result.successful, result.reason
-    assert change_state(probe, node, Transition.TRANSITION_CONFIGURE), f"{case}:\n{process.log()[-2000:]}"
+
+def wait_for_autostart_failure(process: NodeProcess) -> None:
+    logged = wait_until(lambda: "autostart: not configured" in process.log() or not process.alive(), START_TIMEOUT_S)
+    assert logged and process.alive(), f"the node did not stay up:\n{process.log()[-2000:]}"
+
+
+def assert_configures_and_activates(process: NodeProcess, probe: Probe, node: str) -> None:
+    from lifecycle_msgs.msg import Transition
+
+    assert change_state(probe, node, Transition.TRANSITION_CONFIGURE), process.log()[-2000:]
     assert change_state(probe, node, Transition.TRANSITION_ACTIVATE)
     assert lifecycle_state(probe, node) == "active"
     refused = set_parameter(probe, node, "device", "cpu")
     assert not refused.successful and "applies at configure" in refused.reason
+
+
+def test_bad_checkpoints_fail_configure_and_the_node_stays_up_until_a_good_one_is_set(
+    failed_starts: dict[str, tuple[NodeProcess, dict[str, Path]]], probe: Probe, small_checkpoint: Path
+) -> None:
+    """Started on a missing checkpoint; then each bad one set over DDS fails its configure with its own message;
+    the good one configures and activates."""
+    from lifecycle_msgs.msg import Transition
+
+    process, checkpoints = failed_starts["checkpoints"]
+    node = f"/bad_checkpoints{NODE}"
+    wait_for_autostart_failure(process)
+    for case, expected in CHECKPOINT_CASES.items():
+        if case != "missing-checkpoint":
+            result = set_parameter(probe, node, "checkpoint", str(checkpoints[case]))
+            assert result.successful, result.reason
+            assert not change_state(probe, node, Transition.TRANSITION_CONFIGURE), case
+        assert_up_and_unconfigured(process, probe, node, expected)
+    result = set_parameter(probe, node, "checkpoint", str(small_checkpoint))
+    assert result.successful, result.reason
+    assert_configures_and_activates(process, probe, node)
+
+
+def test_bad_overrides_are_named_until_each_is_fixed(
+    failed_starts: dict[str, tuple[NodeProcess, dict[str, Path]]], probe: Probe
+) -> None:
+    """Every configure failure names a bad start-time override; after each ``ros2 param set`` of a valid value
+    the next configure names the next one, and configure succeeds once all are fixed."""
+    from lifecycle_msgs.msg import Transition
+
+    process, _ = failed_starts["overrides"]
+    node = f"/bad_overrides{NODE}"
+    wait_for_autostart_failure(process)
+    cases = list(OVERRIDE_CASES.items())
+    assert_up_and_unconfigured(process, probe, node, cases[0][1][1])
+    for (name, (_, expected, fix)), following in zip(cases, [*cases[1:], None]):
+        result = set_parameter(probe, node, name, fix)
+        assert result.successful, result.reason
+        if following is None:
+            break
+        logged = len(process.log())
+        assert not change_state(probe, node, Transition.TRANSITION_CONFIGURE), name
+        failure = process.log()[logged:]
+        assert expected not in failure and following[1][1] in failure, failure
+    assert_configures_and_activates(process, probe, node)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
