@@ -4,7 +4,7 @@
                    (--intrinsics fx,fy,cx,cy | --camera-info CAMERA.yaml) [--checkpoint C] [--out DIR]
                    [--backend B] [--precision P [--calibration DIR|synthetic]] [--cache-dir D]
     segaff synth --format {opd,sf3d} --out DIR --num N --seed S [--size WxH] [--workers W]
-                 [--styles {train,heldout}] [--sensor-faults 0-4]
+                 [--styles {train,heldout,classic}] [--sensor-faults 0-4]
     segaff slim --checkpoint C --out C_SLIM
     segaff export --onnx OUT.onnx [--checkpoint C] [--input-size WxH] [--text "open the drawer"]
     segaff build-engine --backend B [--checkpoint C] [--size WxH] [--precision P] [--cache-dir D] [--device D]
@@ -258,9 +258,10 @@ def _add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--size", metavar="WxH", help="image size (default: generate_dataset's, 256x256)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (default: %(default)s)")
-    parser.add_argument("--styles", choices=("train", "heldout"), default="train",
-                        help="the world drawn: train, or held-out furniture families, finishes and handles that "
-                        "train never draws (default: %(default)s; see docs/TRAINING.md)")
+    parser.add_argument("--styles", choices=("train", "heldout", "classic"), default="train",
+                        help="the world drawn: train, held-out furniture families, finishes and handles that "
+                        "train never draws, or classic, the world the shipped checkpoint was trained and scored "
+                        "on (default: %(default)s; see docs/TRAINING.md)")
     parser.add_argument("--sensor-faults", type=int, choices=range(5), default=0, metavar="0-4",
                         help="depth sensor fault severity, 0 = perfect depth (default: %(default)s)")
 

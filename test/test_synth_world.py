@@ -219,9 +219,20 @@ def test_cli_flags_write_a_deterministic_data_set(tmp_path: Path, capsys: pytest
     generate_dataset("sf3d", tmp_path / "c", 6, seed=3, image_size=(72, 96), styles="heldout")
     assert _digest(tmp_path / "a")["images/000000_00.png"] == _digest(tmp_path / "c")["images/000000_00.png"]
     assert _digest(tmp_path / "a")["depth/000000_00.png"] != _digest(tmp_path / "c")["depth/000000_00.png"]
-    for wrong in (["--sensor-faults", "5"], ["--styles", "classic"]):
+    for wrong in (["--sensor-faults", "5"], ["--styles", "kitchen"]):
         with pytest.raises(SystemExit) as exit_info:
             main(["synth", "--format", "opd", "--out", str(tmp_path / "d"), "--num", "1", *wrong])
         assert exit_info.value.code == 2
     with pytest.raises(ValueError, match="styles"):
-        generate_dataset("opd", tmp_path / "f", 1, seed=0, styles="classic")  # type: ignore[arg-type]
+        generate_dataset("opd", tmp_path / "f", 1, seed=0, styles="kitchen")  # type: ignore[arg-type]
+
+
+def test_cli_writes_the_classic_world_of_the_shipped_checkpoint(tmp_path: Path) -> None:
+    """``--styles classic``: the world before the styles (the shipped checkpoint's figures are of it)."""
+    args = ["synth", "--format", "sf3d", "--num", "2", "--seed", "11", "--size", "64x64"]
+    assert main([*args, "--styles", "classic", "--out", str(tmp_path / "classic")]) == 0
+    assert main([*args, "--out", str(tmp_path / "train")]) == 0
+    generate_dataset("sf3d", tmp_path / "python", 2, seed=11, image_size=(64, 64), styles="classic")
+    classic = _digest(tmp_path / "classic")
+    assert classic["images/000000_00.png"] == _digest(tmp_path / "python")["images/000000_00.png"]
+    assert classic["images/000000_00.png"] != _digest(tmp_path / "train")["images/000000_00.png"]

@@ -19,7 +19,7 @@ from segaff_core.synth import furniture as fb
 from segaff_core.synth.camera import CLASSIC_VIEW, FRONTAL_VIEW, OBLIQUE_VIEW, ViewRange
 from segaff_core.synth.palette import CLASSIC_PALETTE, HELDOUT_PALETTE, TRAIN_PALETTE, Palette
 
-StyleName = Literal["train", "heldout"]
+StyleName = Literal["train", "heldout", "classic"]
 # kitchen: a kitchen run (sometimes with a bin); builtin: a built-in row; floor: 1-3 free-standing pieces
 SceneKind = Literal["kitchen", "builtin", "floor"]
 
@@ -53,11 +53,12 @@ TRAIN = SceneStyle("train", TRAIN_PALETTE, ("kitchen", "builtin", "floor"), (0.3
                    (CLASSIC_VIEW, FRONTAL_VIEW, OBLIQUE_VIEW), camera_effects=True)
 HELDOUT = SceneStyle("heldout", HELDOUT_PALETTE, ("floor",), (1.0,), fb.HELDOUT_PIECES,
                      (CLASSIC_VIEW, FRONTAL_VIEW, OBLIQUE_VIEW), camera_effects=True)
-STYLES: dict[str, SceneStyle] = {"train": TRAIN, "heldout": HELDOUT}
+#: ``classic``: the world before the styles, which the shipped checkpoint was trained and scored on.
+STYLES: dict[str, SceneStyle] = {"train": TRAIN, "heldout": HELDOUT, "classic": CLASSIC}
 
 
 def style_named(name: str) -> SceneStyle:
-    """The style called ``name`` (``train`` or ``heldout``)."""
+    """The style called ``name`` (``train``, ``heldout`` or ``classic``)."""
     if name not in STYLES:
         raise ValueError(f"unknown styles {name!r}: expected one of {sorted(STYLES)}")
     return STYLES[name]
