@@ -15,6 +15,7 @@ from rclpy.impl.rcutils_logger import RcutilsLogger
 
 from segaff_core.inference import Predictor
 from segaff_core.runtimes import BackendUnavailableError
+from segaff_core.runtimes.calibration import SYNTHETIC, Calibration
 from segaff_ros.node_parameters import PerceptionParams
 
 
@@ -27,6 +28,12 @@ def load_predictor(params: PerceptionParams, logger: RcutilsLogger) -> Predictor
     path = params.checkpoint or None
     if path is not None and not os.path.isfile(path):
         raise ConfigurationError(f"checkpoint {path!r} does not exist (parameter 'checkpoint')")
+    calibration: Calibration | str = SYNTHETIC  # used by int8 only
+    if params.precision == "int8":
+        try:
+            calibration = Calibration.parse(params.calibration)
+        except (FileNotFoundError, ValueError) as error:
+            raise ConfigurationError(f"parameter 'calibration': {error}") from error
     started = time.monotonic()
     size = (params.input_height, params.input_width)
     try:
@@ -35,7 +42,7 @@ def load_predictor(params: PerceptionParams, logger: RcutilsLogger) -> Predictor
             device=params.device,
             **({"input_size": size} if min(size) > 0 else {}),
             precision=params.precision,
-            calibration=params.calibration,
+            calibration=calibration,
             threads=params.cpu_threads or None,
             channels_last=params.channels_last,
             compile=params.compile,

@@ -27,7 +27,7 @@ from segaff_core.model import SegAffordanceModel
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: the sub-pixel point and int8 engines (their graphs and keys)
 """Version of the entries' layout and of the graphs this package writes; bumping it invalidates every entry."""
 
 ENTRY_FILE = "entry.json"

@@ -59,3 +59,16 @@ def test_descriptors_carry_ranges_and_the_scope() -> None:
     assert height.integer_range[0].step == 32 and "applies at configure" in height.description
     assert "cuda:N" in PARAMETERS["device"].descriptor().additional_constraints
     assert node_parameters.BACKENDS == ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+
+
+@pytest.mark.parametrize("calibration, expected", [("/no/such/folder", "is not a folder"), ("", "")])
+def test_a_bad_int8_calibration_fails_configure_naming_the_parameter(
+    calibration: str, expected: str, tmp_path
+) -> None:
+    """A missing folder, or one that holds no data set (here: empty)."""
+    from segaff_ros.model_loading import ConfigurationError, load_predictor
+
+    values = {**DEFAULTS, "precision": "int8", "calibration": calibration or str(tmp_path)}
+    params = PerceptionParams.from_values(values)
+    with pytest.raises(ConfigurationError, match=rf"^parameter 'calibration': .*{expected}"):
+        load_predictor(params, logger=None)  # refused before anything is loaded or logged
