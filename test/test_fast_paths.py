@@ -156,14 +156,20 @@ def test_threads_option_sets_torch_intra_op_threads(model):
 
 
 def test_compiled_predictor_with_frozen_weights_matches_eager(model, frame):
+    """One compilation serves instructions of different lengths (the word axis is dynamic)."""
+    from torch._dynamo.utils import counters
+
     rgb, depth = frame
     eager = Predictor(model, input_size=(64, 96), device="cpu")
     compiled = Predictor(model, input_size=(64, 96), device="cpu", channels_last=True, compile=True, backend="torch")
+    assert len({len(tokenize(text)[0].nonzero()) for text in TEXTS}) == len(TEXTS)  # lengths differ
+    counters.clear()
     for text in TEXTS:
         actual = compiled(rgb, depth, text, K)
         assert compiled.runtime._frame.__name__ == "frame", "fell back to eager: the compiled path was not measured"
         # Inductor reorders float sums: pixels agree to 2e-5
         _assert_same_prediction(actual, eager(rgb, depth, text, K), atol=1e-4)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
 
 
 def test_compile_mode_reaches_torch_compile_and_is_checked(model, monkeypatch):

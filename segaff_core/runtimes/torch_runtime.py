@@ -53,6 +53,7 @@ class TorchRuntime:
             return eager
 
         def frame(image: Tensor, depth: Tensor, text: TextConditioning) -> dict[str, Tensor]:
+            mark_word_axis_dynamic(text)
             try:
                 # Freezing: the weights become constants, so Inductor folds them and prepacks them for
                 # oneDNN on the CPU (about 10% faster here); compilation happens within a call.
@@ -64,6 +65,14 @@ class TorchRuntime:
                 return eager(image, depth, text)
 
         return frame
+
+
+def mark_word_axis_dynamic(text: TextConditioning) -> None:
+    """The instruction's length varies (as in the ONNX graph): one compiled graph serves every instruction,
+    instead of a recompilation (a minute on a small CPU) at the first instruction of another length."""
+    for tensor in (*text.words.keys, *text.words.values):
+        torch._dynamo.maybe_mark_dynamic(tensor, 2)
+    torch._dynamo.maybe_mark_dynamic(text.words.bias, 3)
 
 
 class TorchBackend:
