@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/synthetic_shift.py                       # the shipped checkpoint, 64 frames each
     .venv/bin/python bench/synthetic_shift.py --checkpoint C --num 500 --backend pytorch
+    .venv/bin/python bench/synthetic_shift.py --size 160 --num 256 --precisions fp32 int8  # + table (c)
 
 Renders the held-out generator seed (default 11, as docs/EXPERIMENTS.md; its scene seeds are those of
 ``segaff synth --seed 11``) and prints two tables: (a) the ``train`` style against the ``heldout`` style
@@ -11,8 +12,10 @@ and one visible part named by its first instruction. Columns (``segaff_core.metr
 IoU > 0.5), motion type accuracy, the axis error (sign-invariant, degrees, mean over the detected samples
 with the right motion type, as ERR_ADir), a rotation's origin error (distance to the hinge line over the
 object's diameter, median, as OPD), the opening extent error (median: rotations in degrees, translations in
-cm) and the share of frames with valid depth at the predicted point (3D outputs are NaN elsewhere). Prints
-figures, asserts nothing.
+cm) and the share of frames with valid depth at the predicted point (3D outputs are NaN elsewhere). With
+``--precisions``, table (c) first: the ``classic`` world (the shipped checkpoint's) in each precision, with
+the share of frames whose motion type agrees with the first precision's and the median angle between their
+axes. Prints figures, asserts nothing.
 """
 from __future__ import annotations
 
@@ -21,12 +24,13 @@ import logging
 import math
 import statistics
 from collections.abc import Iterator
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
 
 from segaff_core.config import TestParams
-from segaff_core.inference import Predictor
+from segaff_core.inference import AffordancePrediction, Predictor
 from segaff_core.metrics import SampleResult, evaluate_sample
 from segaff_core.synth.generate import scene_seed
 from segaff_core.synth.sample import PartAnnotation, SceneSample, scene_views
@@ -44,6 +48,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--views-per-scene", type=int, default=4, help="views of each scene (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="Predictor device (default %(default)s)")
     parser.add_argument("--backend", default="auto", help="Predictor backend (default %(default)s)")
+    parser.add_argument("--precisions", nargs="+", default=[], metavar="P",
+                        help="also table (c): the classic world (the shipped checkpoint's) at perfect depth in each "
+                        "of these precisions (e.g. fp32 int8), with each one's agreement with the first")
     return parser.parse_args()
 
 
@@ -60,12 +67,15 @@ def frames(styles: str, sensor_faults: int, args: argparse.Namespace) -> Iterato
 
 
 def evaluate(predictor: Predictor, styles: str, sensor_faults: int, args: argparse.Namespace,
-             params: TestParams) -> tuple[list[SampleResult], float]:
-    """Per-frame results and the share of frames with valid 3D outputs."""
+             params: TestParams, predictions: Optional[list[AffordancePrediction]] = None,
+             ) -> tuple[list[SampleResult], float]:
+    """Per-frame results and the share of frames with valid 3D outputs (``predictions`` collects the outputs)."""
     results, valid = [], 0
     size = np.array([args.size, args.size], np.float64)
     for sample, part in frames(styles, sensor_faults, args):
         prediction = predictor(sample.rgb, sample.depth_m, part.descriptions[0], sample.K)
+        if predictions is not None:
+            predictions.append(prediction)
         valid += bool(prediction.valid_3d)
         results.append(evaluate_sample(
             pred_mask=prediction.mask, gt_mask=part.mask,
@@ -111,11 +121,37 @@ HEADER = ("| {} | frames | mIoU | P_Det | motion type acc. | axis error (deg, me
           "| --- | --- | --- |")
 
 
+def precision_table(args: argparse.Namespace, params: TestParams) -> None:
+    """(c): the classic world in each of ``args.precisions``; agreement with the first precision per frame."""
+    first = args.precisions[0]
+    columns, rule = HEADER.format("precision").split("\n")
+    print(f"\n(c) classic style (the shipped checkpoint's world), perfect depth, by precision\n"
+          f"{columns} same motion type as {first} | axis to {first}'s (deg, median) |\n{rule} --- | --- |")
+    reference: list[AffordancePrediction] = []
+    for precision in args.precisions:
+        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
+                                              precision=precision)
+        predictions: list[AffordancePrediction] = []
+        results, valid = evaluate(predictor, "classic", 0, args, params, predictions)
+        reference = reference or predictions
+        same_type = statistics.fmean(a.motion_type == b.motion_type for a, b in zip(predictions, reference))
+        axis = _finite([axis_angle_deg(a.axis, b.axis) for a, b in zip(predictions, reference)])
+        print(row(precision, results, valid) + f" {same_type:.3f} | {_median(axis, '.2f')} |", flush=True)
+
+
+def axis_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Sign-invariant angle between two axes, degrees."""
+    cosine = abs(float(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    return math.degrees(math.acos(min(cosine, 1.0)))
+
+
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend)
     params = TestParams()
+    if args.precisions:
+        precision_table(args, params)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend)
     print(f"checkpoint {args.checkpoint or 'shipped default'}, generator seed {args.seed}, {args.num} frames "
           f"per condition at {args.size} x {args.size}")
     print("\n(a) styles, perfect depth\n" + HEADER.format("styles"))

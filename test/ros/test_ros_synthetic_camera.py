@@ -69,7 +69,8 @@ def test_synthetic_camera_publishes_synchronized_rgbd(tmp_path: Path, depth_enco
         module="segaff_ros.synthetic_camera",
     )
     try:
-        enough = wait_until(lambda: len(listener.get("info")) >= 20 and listener.get("instruction"), TIMEOUT_S)
+        # 30 frames: past the first sway cycle (2 s), whose views are rendered when first shown
+        enough = wait_until(lambda: len(listener.get("info")) >= 30 and listener.get("instruction"), TIMEOUT_S)
         assert enough, f"too few frames:\n{camera.log()}"
         rgb, depth, info = listener.get("rgb"), listener.get("depth"), listener.get("info")
     finally:
@@ -99,8 +100,11 @@ def test_synthetic_camera_publishes_synchronized_rgbd(tmp_path: Path, depth_enco
     assert 0.05 < np.median(periods_s) < 0.2, f"not about 10 Hz: median period {np.median(periods_s):.3f} s"
     distinct_views = {image_to_numpy(r).tobytes() for r, _, _ in matched}
     assert len(distinct_views) >= 2, "the viewpoint must change"
-    depths = [image_to_numpy(d) for _, d, _ in sorted(matched, key=lambda m: stamp_to_ns(m[0].header.stamp))]
-    close = [np.mean(np.abs(a - b) < 0.05) for a, b in zip(depths, depths[1:])]
+    # Frames one camera period apart are at most one sway step apart. A render that stalls the camera on a
+    # loaded machine skips steps (views are rendered when first shown): such gaps are not judged.
+    frames = sorted((stamp_to_ns(r.header.stamp) * 1e-9, image_to_numpy(d)) for r, d, _ in matched)
+    close = [np.mean(np.abs(a - b) < 0.05) for (t_a, a), (t_b, b) in zip(frames, frames[1:]) if t_b - t_a < 0.15]
+    assert len(close) >= 5, f"too few frames one period apart: {[t for t, _ in frames]}"
     assert min(close) > 0.8, f"the viewpoint must sway, not jump: depths within 5 cm of the previous frame's {close}"
     instruction = listener.get("instruction")[0].data
     assert instruction == target if target else instruction.strip()
