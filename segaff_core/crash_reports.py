@@ -16,13 +16,18 @@ from __future__ import annotations
 import faulthandler
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional, TextIO
+
+
+def _stderr() -> Optional[TextIO]:
+    """The process's own stderr (not a replacement such as pytest's capture), or None in a detached process."""
+    return sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
 
 
 def enable_crash_tracebacks() -> None:
     """Arm faulthandler for every thread, writing to the process's stderr; call it again after a library
     replaced the handlers (``faulthandler.enable`` alone does nothing while it believes itself enabled)."""
-    stream = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+    stream = _stderr()
     if stream is None:  # no stderr at all (a detached process): nothing to write to
         return
     faulthandler.disable()
@@ -34,7 +39,7 @@ def report_stall(seconds: float) -> Iterator[None]:
     """Write ``Timeout (h:mm:ss)!`` and every thread's traceback to stderr if the block still runs after
     ``seconds`` (once; the block goes on). faulthandler's watchdog is a native thread: it reports even while
     the stuck thread holds the GIL in native code."""
-    stream = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+    stream = _stderr()
     if stream is None:
         yield
         return
