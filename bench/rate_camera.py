@@ -43,7 +43,9 @@ def main() -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     views, rng = scene_views(args.seed)
     samples = [views.view(rng, (height, width)) for _ in range(VIEWS)]
-    depth_mm = [np.round(sample.depth_m * 1000.0) for sample in samples]
+    # uint16 millimetres once: a driver hands over its sensor's depth as it is, it does not convert per frame
+    depth_mm = [np.clip(np.rint(sample.depth_m * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+                for sample in samples]
 
     rclpy.init()
     node = rclpy.create_node("segaff_bench_camera")

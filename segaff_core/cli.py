@@ -4,7 +4,7 @@
                    (--intrinsics fx,fy,cx,cy | --camera-info CAMERA.yaml) [--checkpoint C] [--out DIR]
                    [--backend B] [--precision P [--calibration DIR|synthetic]] [--cache-dir D]
     segaff synth --format {opd,sf3d} --out DIR --num N --seed S [--size WxH] [--workers W]
-                 [--styles {train,heldout,classic}] [--sensor-faults 0-4]
+                 [--styles {train,heldout,classic}] [--sensor-faults 0-4[,0-4...]]
     segaff slim --checkpoint C --out C_SLIM
     segaff export --onnx OUT.onnx [--checkpoint C] [--input-size WxH] [--text "open the drawer"]
     segaff build-engine --backend B [--checkpoint C] [--size WxH] [--precision P] [--cache-dir D] [--device D]
@@ -262,8 +262,19 @@ def _add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the world drawn: train, held-out furniture families, finishes and handles that "
                         "train never draws, or classic, the world the shipped checkpoint was trained and scored "
                         "on (default: %(default)s; see docs/TRAINING.md)")
-    parser.add_argument("--sensor-faults", type=int, choices=range(5), default=0, metavar="0-4",
-                        help="depth sensor fault severity, 0 = perfect depth (default: %(default)s)")
+    parser.add_argument("--sensor-faults", type=_severities, default=(0,), metavar="0-4",
+                        help="depth sensor fault severity, 0 = perfect depth; a comma-separated list (0,0,1,2,3,4) "
+                        "gives the scenes those severities in turn (default: 0)")
+
+
+def _severities(text: str) -> tuple[int, ...]:
+    """``--sensor-faults``: one severity 0-4, or a comma-separated list of them."""
+    from segaff_core.synth.generate import scene_severities
+
+    try:
+        return scene_severities([int(part) for part in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a severity 0-4 or a comma-separated list of them, got {text!r}")
 
 
 def _run_synth(args: argparse.Namespace) -> int:

@@ -236,3 +236,18 @@ def test_cli_writes_the_classic_world_of_the_shipped_checkpoint(tmp_path: Path) 
     classic = _digest(tmp_path / "classic")
     assert classic["images/000000_00.png"] == _digest(tmp_path / "python")["images/000000_00.png"]
     assert classic["images/000000_00.png"] != _digest(tmp_path / "train")["images/000000_00.png"]
+
+
+def test_listed_severities_are_taken_by_the_scenes_in_turn(tmp_path: Path) -> None:
+    """``--sensor-faults 0,3``: scene 0 has perfect depth, scene 1 severity 3's, byte for byte."""
+    base = ["synth", "--format", "sf3d", "--num", "10", "--seed", "4", "--size", "64x48"]
+    for name, faults in (("mixed", "0,3"), ("perfect", "0"), ("severe", "3")):
+        assert main([*base, "--sensor-faults", faults, "--out", str(tmp_path / name)]) == 0
+    mixed, perfect, severe = (_digest(tmp_path / name) for name in ("mixed", "perfect", "severe"))
+    assert mixed["depth/000000_00.png"] == perfect["depth/000000_00.png"] != severe["depth/000000_00.png"]
+    assert mixed["depth/000001_00.png"] == severe["depth/000001_00.png"] != perfect["depth/000001_00.png"]
+    assert mixed["images/000001_00.png"] == perfect["images/000001_00.png"]
+    for wrong in ("1,7", "", "2,x"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, "--sensor-faults", wrong, "--out", str(tmp_path / "wrong")])
+        assert exit_info.value.code == 2

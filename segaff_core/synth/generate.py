@@ -4,7 +4,8 @@ Each scene is drawn from its own seed, derived from the data set seed and the sc
 from ``views_per_scene`` cameras; scenes are split 80/10/10 into train/valid/test, so a held-out scene is
 never seen in training. ``styles`` picks the world (:mod:`segaff_core.synth.styles`: ``train`` or
 ``heldout``) and ``sensor_faults`` the depth sensor's severity (0 perfect to 4,
-:mod:`segaff_core.synth.sensor_faults`). The output depends on the arguments other than ``workers`` only.
+:mod:`segaff_core.synth.sensor_faults`), or several severities that the scenes take in turn (a training set
+with every sensor in it). The output depends on the arguments other than ``workers`` only.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Literal, Union
 
 import numpy as np
@@ -63,6 +65,14 @@ def scene_seed(seed: int, scene: int) -> int:
     return int(np.random.SeedSequence([seed, scene]).generate_state(1, np.uint64)[0])
 
 
+def scene_severities(sensor_faults: Union[int, Sequence[int]]) -> tuple[int, ...]:
+    """The severities the scenes take in turn (scene ``i`` has ``severities[i % len]``): one, or several listed."""
+    severities = (sensor_faults,) if isinstance(sensor_faults, int) else tuple(int(s) for s in sensor_faults)
+    if not severities or any(not 0 <= s <= MAX_SEVERITY for s in severities):
+        raise ValueError(f"sensor_faults must be 0-{MAX_SEVERITY} or a non-empty list of those, got {sensor_faults}")
+    return severities
+
+
 def assign_splits(num_scenes: int, seed: int) -> list[str]:
     """The split of each scene: 10% valid and 10% test (at least one each from three scenes), the rest train."""
     n_valid = max(1, round(VALID_FRACTION * num_scenes)) if num_scenes >= 3 else 0
@@ -107,16 +117,15 @@ def generate_dataset(
     workers: int = 1,
     views_per_scene: int = 5,
     styles: StyleName = "train",
-    sensor_faults: int = 0,
+    sensor_faults: Union[int, Sequence[int]] = 0,
 ) -> GenerationSummary:
     """Render ``num_images`` views (``image_size`` = (H, W)) of procedural scenes of ``styles`` (``train``
-    or ``heldout``), with depth faults of severity ``sensor_faults`` (0-4), into ``out`` in format ``fmt``
-    (``opd`` or ``sf3d``). ``out`` must be empty or absent. The same arguments give the same bytes."""
+    or ``heldout``), with depth faults of severity ``sensor_faults`` (0-4; a list: scene ``i`` takes its
+    ``i % len``-th entry), into ``out`` in format ``fmt`` (``opd`` or ``sf3d``). ``out`` must be empty or absent. The same arguments give the same bytes."""
     if fmt not in ("opd", "sf3d"):
         raise ValueError(f"unknown format {fmt!r}: expected 'opd' or 'sf3d'")
     style_named(styles)
-    if not 0 <= sensor_faults <= MAX_SEVERITY:
-        raise ValueError(f"sensor_faults must be 0-{MAX_SEVERITY}, got {sensor_faults}")
+    severities = scene_severities(sensor_faults)
     if num_images < 1 or views_per_scene < 1 or workers < 1:
         raise ValueError(f"num_images, views_per_scene and workers must be >= 1, got {num_images}, "
                          f"{views_per_scene}, {workers}")
@@ -129,7 +138,7 @@ def generate_dataset(
     threads = 1 if workers > 1 else 0
     tasks = [
         _SceneTask(i, scene_seed(seed, i), min(views_per_scene, num_images - i * views_per_scene), image_size, threads,
-                   styles, sensor_faults)
+                   styles, severities[i % len(severities)])
         for i in range(num_scenes)
     ]
     plan = {s: [(t.index, v) for t in tasks if splits[t.index] == s for v in range(t.views)] for s in SPLITS}
@@ -139,7 +148,7 @@ def generate_dataset(
     else:
         writer = SF3DWriter(out, dict(enumerate(splits)),
                             {"source": "segaff synth", "seed": seed, "num_images": num_images, "styles": styles,
-                             "sensor_faults": sensor_faults})
+                             "sensor_faults": severities[0] if len(severities) == 1 else list(severities)})
     parts_per_split = {s: 0 for s in SPLITS}
     for task, samples in zip(tasks, _rendered(tasks, workers)):
         for view, sample in enumerate(samples):
