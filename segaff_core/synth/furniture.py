@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Optional, Union
 
 import numpy as np
 
@@ -242,6 +242,26 @@ def _cabinet(sb: SceneBuilder, rng: np.random.Generator, kind: str, nouns: tuple
     fronts(sb, rng, lo, hi, rows, style, index, name)
 
 
+def _standing_cabinet(sb: SceneBuilder, rng: np.random.Generator, x0: float, size: tuple[float, float, float],
+                      leg: float, kind: str, nouns: tuple[str, ...], rows: list[Row], style: FrontStyle,
+                      top: Optional[tuple[float, Union[float, tuple[float, float]]]] = None,
+                      clutter_on_top: bool = True) -> float:
+    """A cabinet of ``size`` (width, height, depth) on a support ``leg`` high, its fronts ``rows``; with ``top``
+    (thickness, overhang or an overhang range drawn after the fronts) a slab on it and, unless told not, clutter.
+    Returns the cabinet's right edge."""
+    width, height, depth = size
+    lo, hi = np.array([x0, -depth, leg]), np.array([x0 + width, 0.0, height])
+    support(sb, rng, x0, x0 + width, depth, leg, style)
+    _cabinet(sb, rng, kind, nouns, lo, hi, rows, style)
+    if top is not None:
+        thickness, overhang = top
+        over = float(rng.uniform(*overhang)) if isinstance(overhang, tuple) else overhang
+        top_slab(sb, x0, x0 + width, depth, height, thickness, over, style.finish.horizontal)
+        if clutter_on_top:
+            clutter(sb, rng, x0, x0 + width, depth, height + thickness)
+    return x0 + width
+
+
 def _door_cells(rng: np.random.Generator, width: float, count: int | None = None) -> list[tuple[float, CellKind]]:
     """Side-hinged doors across a width: one door, a pair, or more pairs (hinges on the outer sides)."""
     n = count or (1 if width < 0.55 else 2 if width < 1.3 else 4)
@@ -264,12 +284,8 @@ def dresser(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
     rows = _drawer_rows(count, 1.0, columns)
     if columns == 1 and width >= 0.8 and count >= 3 and rng.random() < 0.5:
         rows = [(1.0 / count, [(0.5, "drawer"), (0.5, "drawer")])] + rows[1:]
-    lo, hi = np.array([x0, -depth, leg]), np.array([x0 + width, 0.0, height])
-    support(sb, rng, x0, x0 + width, depth, leg, style)
-    _cabinet(sb, rng, "dresser", ("dresser", "chest of drawers"), lo, hi, rows, style)
-    top_slab(sb, x0, x0 + width, depth, height, 0.025, float(rng.uniform(0.0, 0.02)), style.finish.horizontal)
-    clutter(sb, rng, x0, x0 + width, depth, height + 0.025)
-    return x0 + width
+    return _standing_cabinet(sb, rng, x0, (width, height, depth), leg, "dresser", ("dresser", "chest of drawers"),
+                             rows, style, top=(0.025, (0.0, 0.02)))
 
 
 def nightstand(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
@@ -280,12 +296,8 @@ def nightstand(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
     lower: CellKind = ("drawer", "door_left", "door_right", "open")[int(rng.integers(4))]
     split = rng.uniform(0.3, 0.5)
     rows: list[Row] = [(split, [(1.0, "drawer")]), (1.0 - split, [(1.0, lower)])]
-    lo, hi = np.array([x0, -depth, leg]), np.array([x0 + width, 0.0, height])
-    support(sb, rng, x0, x0 + width, depth, leg, style)
-    _cabinet(sb, rng, "nightstand", ("nightstand", "bedside table"), lo, hi, rows, style)
-    top_slab(sb, x0, x0 + width, depth, height, 0.02, 0.01, style.finish.horizontal)
-    clutter(sb, rng, x0, x0 + width, depth, height + 0.02)
-    return x0 + width
+    return _standing_cabinet(sb, rng, x0, (width, height, depth), leg, "nightstand", ("nightstand", "bedside table"),
+                             rows, style, top=(0.02, 0.01))
 
 
 def wardrobe(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
@@ -297,10 +309,8 @@ def wardrobe(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
     if rng.random() < 0.5:
         n = int(rng.integers(1, 3))
         rows = [(0.8, doors)] + _drawer_rows(n, 0.2, 2 if width > 1.0 else 1)
-    lo, hi = np.array([x0, -depth, 0.08]), np.array([x0 + width, 0.0, height])
-    support(sb, rng, x0, x0 + width, depth, 0.08, style)
-    _cabinet(sb, rng, "wardrobe", ("wardrobe", "closet"), lo, hi, rows, style)
-    return x0 + width
+    return _standing_cabinet(sb, rng, x0, (width, height, depth), 0.08, "wardrobe", ("wardrobe", "closet"), rows,
+                             style)
 
 
 def sideboard(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
@@ -316,12 +326,8 @@ def sideboard(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
     rows: list[Row] = [(1.0, doors)]
     if rng.random() < 0.6:
         rows = [(0.25, [(1.0 / columns, "drawer")] * columns), (0.75, doors)]
-    lo, hi = np.array([x0, -depth, leg]), np.array([x0 + width, 0.0, height])
-    support(sb, rng, x0, x0 + width, depth, leg, style)
-    _cabinet(sb, rng, "sideboard", ("sideboard", "cabinet"), lo, hi, rows, style)
-    top_slab(sb, x0, x0 + width, depth, height, 0.025, float(rng.uniform(0.0, 0.02)), style.finish.horizontal)
-    clutter(sb, rng, x0, x0 + width, depth, height + 0.025)
-    return x0 + width
+    return _standing_cabinet(sb, rng, x0, (width, height, depth), leg, "sideboard", ("sideboard", "cabinet"), rows,
+                             style, top=(0.025, (0.0, 0.02)))
 
 
 def _builtin_column(rng: np.random.Generator, width: float) -> list[Row]:
@@ -365,10 +371,8 @@ def filing_cabinet(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> flo
     width, height, depth = rng.uniform(0.4, 0.5), rng.uniform(0.7, 1.35), rng.uniform(0.5, 0.6)
     style = sample_style(sb, rng, "middle")
     count = int(np.clip(rng.integers(2, 5), 2, int(height / 0.28)))
-    lo, hi = np.array([x0, -depth, 0.03]), np.array([x0 + width, 0.0, height])
-    support(sb, rng, x0, x0 + width, depth, 0.03, style)
-    _cabinet(sb, rng, "filingcabinet", ("filing cabinet", "cabinet"), lo, hi, _drawer_rows(count, 1.0), style)
-    return x0 + width
+    return _standing_cabinet(sb, rng, x0, (width, height, depth), 0.03, "filingcabinet", ("filing cabinet", "cabinet"),
+                             _drawer_rows(count, 1.0), style)
 
 
 def media_unit(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
@@ -381,12 +385,8 @@ def media_unit(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
     rows: list[Row] = [(1.0, flaps)]
     if rng.random() < 0.4:
         rows = [(0.65, flaps), (0.35, [(1.0 / columns, "drawer")] * columns)]
-    lo, hi = np.array([x0, -depth, leg]), np.array([x0 + width, 0.0, height])
-    support(sb, rng, x0, x0 + width, depth, leg, style)
-    _cabinet(sb, rng, "mediaunit", ("media unit", "TV stand", "lowboard"), lo, hi, rows, style)
-    top_slab(sb, x0, x0 + width, depth, height, 0.02, 0.0, style.finish.horizontal)
-    clutter(sb, rng, x0, x0 + width, depth, height + 0.02)
-    return x0 + width
+    nouns = ("media unit", "TV stand", "lowboard")
+    return _standing_cabinet(sb, rng, x0, (width, height, depth), leg, "mediaunit", nouns, rows, style, top=(0.02, 0.0))
 
 
 def bureau(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
@@ -395,11 +395,8 @@ def bureau(sb: SceneBuilder, rng: np.random.Generator, x0: float) -> float:
     leg = rng.uniform(0.06, 0.15)
     style = sample_style(sb, rng, "top")
     rows: list[Row] = [(0.4, [(1.0, "flap")])] + _drawer_rows(int(rng.integers(2, 4)), 0.6)
-    lo, hi = np.array([x0, -depth, leg]), np.array([x0 + width, 0.0, height])
-    support(sb, rng, x0, x0 + width, depth, leg, style)
-    _cabinet(sb, rng, "bureau", ("bureau", "writing desk"), lo, hi, rows, style)
-    top_slab(sb, x0, x0 + width, depth, height, 0.02, 0.01, style.finish.horizontal)
-    return x0 + width
+    return _standing_cabinet(sb, rng, x0, (width, height, depth), leg, "bureau", ("bureau", "writing desk"), rows,
+                             style, top=(0.02, 0.01), clutter_on_top=False)
 
 
 def _lidded(sb: SceneBuilder, rng: np.random.Generator, x0: float, kind: str, nouns: tuple[str, ...],
