@@ -3,7 +3,8 @@
 It subscribes to the node's inputs (``rgb/image``, ``depth/image``, ``rgb/camera_info``, ``instruction``) with
 the node's QoS and, for each RGB stamp whose three messages have arrived, publishes on
 ``/segaff_perception/result`` an ``AffordanceResult`` carrying a mono8 mask of the image's size, as the node
-does, spun by a single-threaded executor (the lightest of rclpy's). What it costs per frame is what any node in Python
+does, spun by a single-threaded executor (the lightest of rclpy's), with the node's malloc settings
+(:mod:`segaff_ros.frame_memory`). What it costs per frame is what any node in Python
 pays to receive a 640x480 RGB-D frame and answer over DDS: the least the perception node can add to its model.
 
     .venv/bin/python bench/transport_floor_node.py   # started by node_latency.py --floor
@@ -21,6 +22,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from segaff_msgs.msg import AffordanceResult
+from segaff_ros.frame_memory import keep_frame_buffers_mapped
 
 _INPUTS = (("rgb/image", Image), ("depth/image", Image), ("rgb/camera_info", CameraInfo))
 
@@ -54,6 +56,7 @@ class TransportFloorNode(Node):
 
 
 def main() -> int:
+    keep_frame_buffers_mapped()  # as the node does
     rclpy.init()
     node = TransportFloorNode()
     executor = SingleThreadedExecutor()

@@ -44,6 +44,7 @@ from segaff_ros import conversions, node_parameters
 from segaff_ros.camera_inputs import INPUT_TOPICS, SynchronizedCameraInputs
 from segaff_ros.diagnostics import PipelineStats, to_diagnostic_status
 from segaff_ros.frame_input import DecodedFrame, Frame, decode_frame
+from segaff_ros.frame_memory import keep_frame_buffers_mapped
 from segaff_ros.frame_worker import FrameWorker
 from segaff_ros.model_loading import ConfigurationError, free_gpu_memory, load_predictor
 from segaff_ros.node_logging import CoreLogForwarding, TextThrottle
@@ -444,6 +445,7 @@ class PerceptionNode(LifecycleNode):
 def main(args: Optional[list[str]] = None) -> int:
     """Run the node until Ctrl-C or shutdown."""
     enable_crash_tracebacks()
+    keep_frame_buffers_mapped()  # frame-sized buffers reused, not mapped and zeroed again each frame
     rclpy.init(args=args)
     node: Optional[PerceptionNode] = None
     try:

@@ -42,6 +42,7 @@ from segaff_core.synth.camera import Orbit
 from segaff_core.synth.sample import SceneSample, SceneViews, find_scene, scene_views
 from segaff_ros import conversions
 from segaff_ros.publishing import publish_or_warn
+from segaff_ros.frame_memory import keep_frame_buffers_mapped
 from segaff_ros.static_transform import StaticTransformPublisher, optical_frame_rotation, transform_msg
 
 NODE_NAME = "synthetic_camera"
@@ -214,6 +215,7 @@ class SyntheticCamera(Node):
 def main(args: Optional[list[str]] = None) -> int:
     """Run the camera until Ctrl-C or shutdown; 1 when it cannot start (the reason is logged)."""
     enable_crash_tracebacks()
+    keep_frame_buffers_mapped()  # frame-sized buffers reused, not mapped and zeroed again each frame
     rclpy.init(args=args)
     try:
         node = SyntheticCamera()
