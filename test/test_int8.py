@@ -128,12 +128,14 @@ def test_a_calibration_folder_must_exist_and_be_a_data_set(tmp_path):
 def test_int8_is_refused_where_it_cannot_run(small_model, monkeypatch):
     with pytest.raises(ValueError, match="int8 runs on the CPU"):
         check_precision(torch.device("cuda"), "int8")
-    with pytest.raises(BackendUnavailableError, match="int8 runs in OpenVINO only"):
+    with pytest.raises(BackendUnavailableError, match="int8 runs in OpenVINO or ONNX Runtime"):
         Predictor(small_model, SMALL_SIZE, device="cpu", backend="torch", precision="int8")
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "nncf"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name in ("nncf", "onnxruntime")
                         else real_find_spec(name, *args))
-    with pytest.raises(BackendUnavailableError, match="no runtime runs int8 on cpu here: .*int8 needs nncf"):
+    expected = (r"no runtime runs int8 on cpu here: openvino: int8 needs nncf \(pip install nncf\); "
+                "onnxruntime: onnxruntime is not installed")
+    with pytest.raises(BackendUnavailableError, match=expected):
         Predictor(small_model, SMALL_SIZE, device="cpu", backend="auto", precision="int8")
 
 

@@ -1,10 +1,13 @@
 """ONNX Runtime: the exported per-frame graph on the CPU execution provider (CUDA's where onnxruntime-gpu
 is installed), all graph optimisations on; the optimised graph is kept in the engine cache so that a
-cached start-up skips the export and the optimisation.
+cached start-up skips the export and the optimisation. int8 on the CPU: the graph quantised on calibration
+frames first (:mod:`segaff_core.runtimes.onnxruntime_int8`).
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,8 +21,12 @@ from segaff_core.runtimes.base import BuildRequest, FrameRuntime, Precision
 from segaff_core.runtimes.cache import Engine
 from segaff_core.runtimes.graph import onnx_graph
 from segaff_core.runtimes.hardware import device_name
+from segaff_core.runtimes.onnxruntime_int8 import QUANTIZATION_SCHEME, quantize
+
+log = logging.getLogger(__name__)
 
 OPTIMIZED_FILE = "optimized.onnx"
+INT8_FILE = "int8.onnx"
 
 
 def _providers(device: torch.device) -> list[Any]:
@@ -40,13 +47,13 @@ class OnnxRuntimeRuntime:
 
     name = "onnxruntime"
 
-    def __init__(self, session: Any, device: torch.device, engine: Engine) -> None:
+    def __init__(self, session: Any, device: torch.device, precision: Precision, engine: Engine) -> None:
         self.session = session
         self.device = device
         self.engine: Optional[Engine] = engine
         provider = session.get_providers()[0]
         self._output_shapes = {output.name: tuple(output.shape) for output in session.get_outputs()}
-        self.description = f"ONNX Runtime {_version()} {provider}, fp32, {engine.path}"
+        self.description = f"ONNX Runtime {_version()} {provider}, {precision}, {engine.path}"
 
     def run(self, image: Tensor, depth: Tensor, text: TextConditioning) -> dict[str, Tensor]:
         feeds = frame_feeds(image, depth, text)
@@ -78,8 +85,21 @@ def _version() -> str:
     return onnxruntime.__version__
 
 
+def _quantized(request: BuildRequest, int8_graph: Path) -> dict[str, Any]:
+    """Write the int8 graph of ``request``'s model to ``int8_graph``, calibrated on ``request.calibration``; the
+    entry's record says on what and how long it took."""
+    calibration = request.calibration
+    log.info("int8: quantising with ONNX Runtime on %s (minutes on a small CPU)", calibration.describe())
+    start = time.perf_counter()
+    frames = quantize(onnx_graph(request), calibration.feeds(request.model, request.input_size), int8_graph)
+    quantize_s = time.perf_counter() - start
+    log.info("int8: %d calibration frames read and quantised in %.1f s", frames, quantize_s)
+    return {"calibration": {**calibration.identity(), "described": calibration.describe(), "frames_read": frames},
+            "quantization_s": round(quantize_s, 2)}
+
+
 class OnnxRuntimeBackend:
-    """fp32 on the CPU; fp32 on CUDA with onnxruntime-gpu (reduced precision: use TensorRT or torch)."""
+    """fp32 or int8 on the CPU; fp32 on CUDA with onnxruntime-gpu (reduced precision: use TensorRT or torch)."""
 
     name = "onnxruntime"
 
@@ -92,9 +112,23 @@ class OnnxRuntimeBackend:
             return "this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)"
         if device.type not in ("cpu", "cuda"):
             return f"no onnxruntime execution provider for device {device}"
-        if precision != "fp32":
-            return f"only fp32 is supported here, not {precision}"
+        if precision == "int8" and device.type != "cpu":
+            return "int8 runs on the CPU only here"
+        if precision not in ("fp32", "int8"):
+            return f"only fp32 and (CPU) int8 are supported here, not {precision}"
         return None
+
+    def cache_key(self, request: BuildRequest) -> dict[str, Any]:
+        """The engine's cache key: the optimised graph is specific to the device (CPU layouts, fused CUDA
+        kernels); int8 adds the quantisation scheme and the calibration set."""
+        import onnxruntime
+
+        extra: dict[str, Any] = {}
+        if request.precision == "int8":
+            extra = {"quantization": QUANTIZATION_SCHEME, "calibration": request.calibration.identity()}
+        providers = [p if isinstance(p, str) else p[0] for p in _providers(request.device)]
+        return request.cache.key(self.name, onnxruntime.__version__, request.model, request.input_size,
+                                 request.precision, device=device_name(request.device), providers=providers, **extra)
 
     def build(self, request: BuildRequest) -> FrameRuntime:
         import onnxruntime
@@ -114,18 +148,18 @@ class OnnxRuntimeBackend:
             return session_options
 
         providers = _providers(request.device)
-        # The optimised graph is specific to the device (CPU layouts, fused CUDA kernels): part of the key.
-        key = request.cache.key(self.name, onnxruntime.__version__, request.model, request.input_size,
-                                request.precision, device=device_name(request.device),
-                                providers=[p if isinstance(p, str) else p[0] for p in providers])
 
         def build(directory: Path) -> dict[str, Any]:
+            record: dict[str, Any] = {}
             graph = onnx_graph(request)
+            if request.precision == "int8":
+                record = _quantized(request, directory / INT8_FILE)
+                graph = directory / INT8_FILE
             onnxruntime.InferenceSession(str(graph), options(directory / OPTIMIZED_FILE), providers=providers)
-            return {}
+            return record
 
         def load(engine: Engine) -> Any:
             return onnxruntime.InferenceSession(str(engine.path / OPTIMIZED_FILE), options(None), providers=providers)
 
-        session, engine = request.cache.load_or_build(key, build, load)
-        return OnnxRuntimeRuntime(session, request.device, engine)
+        session, engine = request.cache.load_or_build(self.cache_key(request), build, load)
+        return OnnxRuntimeRuntime(session, request.device, request.precision, engine)

@@ -7,8 +7,9 @@ For fp16/bf16 a runtime also passes when it is no worse than PyTorch's own autoc
 (the cost of the precision is not held against the runtime). The order follows the measured table in the
 README (CPU: OpenVINO was fastest in fp32 and bf16, then ONNX Runtime, then PyTorch; CUDA: TensorRT, then
 ONNX Runtime's CUDA provider, then PyTorch, not measured here). A runtime that is missing, fails or
-disagrees is skipped with a warning; PyTorch, the reference, always works, except for int8, which only
-OpenVINO runs (NNCF's post-training quantisation): there ``auto`` fails with the reasons when it cannot.
+disagrees is skipped with a warning; PyTorch, the reference, always works, except for int8, which OpenVINO
+(NNCF's post-training quantisation) and ONNX Runtime (its static quantisation) run, in that order: there
+``auto`` fails with the reasons when neither can.
 """
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ def create_runtime(backend: str, request: BuildRequest) -> tuple[FrameRuntime, s
     """The runtime for ``backend`` (a name of :data:`BACKEND_CHOICES`) and one sentence saying why it runs.
 
     ValueError for an unknown name; :class:`BackendUnavailableError` when a named runtime cannot serve the
-    request or fails to build. ``auto`` raises it only when no runtime serves the precision (int8 without
-    OpenVINO and NNCF, or outside the int8 tolerance); otherwise PyTorch, last, always serves.
+    request or fails to build. ``auto`` raises it only when no runtime serves the precision (int8 where
+    neither OpenVINO with NNCF nor ONNX Runtime is installed or within the int8 tolerance); otherwise
+    PyTorch, last, always serves.
     """
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")

@@ -81,7 +81,9 @@ class TorchBackend:
     name = "torch"
 
     def unavailable_reason(self, device: torch.device, precision: Precision) -> Optional[str]:
-        return "int8 runs in OpenVINO only (backend openvino or auto)" if precision == "int8" else None
+        if precision == "int8":
+            return "int8 runs in OpenVINO or ONNX Runtime (backend openvino, onnxruntime or auto)"
+        return None
 
     def build(self, request: BuildRequest) -> FrameRuntime:
         return TorchRuntime(request)
