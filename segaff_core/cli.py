@@ -171,7 +171,7 @@ BACKEND_HELP = ("runtime of the per-frame network: auto (the fastest installed t
 def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"),
                         help="fp16: CUDA only; bf16: CUDA or a CPU with native bf16; int8: the CPU, OpenVINO "
-                        "quantised by NNCF (default: %(default)s)")
+                        "quantised by NNCF or ONNX Runtime's static quantisation (default: %(default)s)")
     parser.add_argument("--calibration", metavar="DIR|synthetic",
                         help="int8: the frames it is calibrated on, 'synthetic' (the project's generator, the "
                         "default) or an OPD or SceneFun3D data set root")

@@ -187,8 +187,8 @@ class Predictor:
     ``input_size`` is the network input ``(height, width)`` (multiples of 32). ``device``: ``"auto"``,
     ``"cpu"``, ``"cuda[:N]"``. ``precision``: ``fp32``, ``fp16`` (CUDA only: on the CPU a warning, then
     fp32), ``bf16`` (CUDA, or a CPU with native bf16: elsewhere a ValueError naming the missing CPU
-    feature, as emulated bf16 is slower than fp32) or ``int8`` (the CPU, OpenVINO quantised by NNCF;
-    ``calibration`` says on which frames: ``"synthetic"``, a few hundred of the project's generator, or
+    feature, as emulated bf16 is slower than fp32) or ``int8`` (the CPU: OpenVINO quantised by NNCF, or
+    ONNX Runtime's static quantisation; ``calibration`` says on which frames: ``"synthetic"``, a few hundred of the project's generator, or
     an OPD or SceneFun3D data set root, see :mod:`segaff_core.runtimes.calibration`; the engine is
     cached per calibration set). Depths outside ``[min_depth_m, max_depth_m]`` are not
     used for the 3D point. ``surface_axis`` (default True) makes the axis agree with the part's surface where

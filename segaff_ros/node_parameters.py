@@ -84,8 +84,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "checkpoint": ParameterSpec("", "SegAffordance .ckpt file; '' = the shipped default checkpoint", CONFIGURE),
     "device": ParameterSpec("auto", "device of the model (CUDA asked for but absent: a warning, then the CPU)",
                             CONFIGURE, pattern=DEVICE_PATTERN, constraint_text="auto, cpu, cuda or cuda:N"),
-    "precision": ParameterSpec("fp32", "inference precision (fp16 needs CUDA; int8: the CPU, OpenVINO)", CONFIGURE,
-                               choices=PRECISIONS),
+    "precision": ParameterSpec("fp32", "inference precision (fp16 needs CUDA; int8: the CPU, OpenVINO or ONNX "
+                               "Runtime)", CONFIGURE, choices=PRECISIONS),
     "calibration": ParameterSpec("synthetic", "int8 calibration frames: 'synthetic' or an OPD or SceneFun3D data "
                                               "set root (as segaff build-engine --calibration)", CONFIGURE),
     "backend": ParameterSpec("auto", "inference runtime (auto: the fastest available, torch otherwise)",
