@@ -12,8 +12,8 @@
    and without channels_last and torch.compile, split into preprocess, network and post-processing.
 5. Runtimes (--backends, default every one installed for the device): per backend x precision at the first
    size, the network and the Predictor end to end per frame and their ratio to the plain forward (measured
-   alternately), plus the default Predictor (backend auto); precisions fp32, on the CPU int8 (OpenVINO,
-   calibrated on --calibration) and bf16 where native (skipped with a line saying so elsewhere).
+   alternately), plus the default Predictor (backend auto); precisions fp32, on the CPU int8 (OpenVINO and
+   ONNX Runtime, calibrated on --calibration) and bf16 where native (skipped with a line saying so elsewhere).
 6. Their accuracy against PyTorch fp32 on rendered frames (per-frame worst mask IoU, axis angle,
    interaction point, motion type).
 7. Start-up (checkpoint loaded, Predictor built, first frame done) with the default backend: a cold engine
@@ -265,7 +265,7 @@ def _runtime_predictors(
                 continue
             engine = predictor.runtime.engine
             if precision == "int8" and engine is not None and not engine.from_cache:
-                logger.info("  (%s: engine built in %.1f s, NNCF on %s: %.1f s)", name,
+                logger.info("  (%s: engine built in %.1f s, quantised on %s in %.1f s)", name,
                             time.perf_counter() - start, calibration.describe(), engine.record["quantization_s"])
             if backend == "auto":
                 name += f" -> {predictor.backend}"
