@@ -85,13 +85,13 @@ def _version() -> str:
     return onnxruntime.__version__
 
 
-def _quantized(request: BuildRequest, int8_graph: Path) -> dict[str, Any]:
-    """Write the int8 graph of ``request``'s model to ``int8_graph``, calibrated on ``request.calibration``; the
-    entry's record says on what and how long it took."""
+def _quantized(request: BuildRequest, fp32_graph: Path, int8_graph: Path) -> dict[str, Any]:
+    """Write the int8 graph of ``fp32_graph`` (``request``'s model) to ``int8_graph``, calibrated on
+    ``request.calibration``; the entry's record says on what and how long it took."""
     calibration = request.calibration
     log.info("int8: quantising with ONNX Runtime on %s (minutes on a small CPU)", calibration.describe())
     start = time.perf_counter()
-    frames = quantize(onnx_graph(request), calibration.feeds(request.model, request.input_size), int8_graph)
+    frames = quantize(fp32_graph, calibration.feeds(request.model, request.input_size), int8_graph)
     quantize_s = time.perf_counter() - start
     log.info("int8: %d calibration frames read and quantised in %.1f s", frames, quantize_s)
     return {"calibration": {**calibration.identity(), "described": calibration.describe(), "frames_read": frames},
@@ -153,7 +153,7 @@ class OnnxRuntimeBackend:
             record: dict[str, Any] = {}
             graph = onnx_graph(request)
             if request.precision == "int8":
-                record = _quantized(request, directory / INT8_FILE)
+                record = _quantized(request, graph, directory / INT8_FILE)
                 graph = directory / INT8_FILE
             onnxruntime.InferenceSession(str(graph), options(directory / OPTIMIZED_FILE), providers=providers)
             return record
