@@ -197,9 +197,13 @@ class SyntheticCamera(Node):
         return self._frames[step]
 
     def _on_frame_timer(self) -> None:
-        """Publish the current view as RGB, depth and camera_info with one stamp; returns nothing."""
+        """Publish the current view as RGB, depth and camera_info with one stamp; returns nothing.
+
+        The stamp is the moment the view shows (taken before a first render of it, which may take a while),
+        as a camera stamps the exposure, not the end of its processing."""
+        stamp = self.get_clock().now().to_msg()
         frame = self._current_frame()
-        header = Header(frame_id=self._frame_id, stamp=self.get_clock().now().to_msg())
+        header = Header(frame_id=self._frame_id, stamp=stamp)
         logger = self.get_logger()
         publish_or_warn(self._rgb_pub, conversions.numpy_to_image(frame.rgb, "rgb8", header), logger)
         publish_or_warn(self._depth_pub, conversions.numpy_to_image(frame.depth, self._depth_encoding, header), logger)

@@ -100,8 +100,9 @@ def test_synthetic_camera_publishes_synchronized_rgbd(tmp_path: Path, depth_enco
     assert 0.05 < np.median(periods_s) < 0.2, f"not about 10 Hz: median period {np.median(periods_s):.3f} s"
     distinct_views = {image_to_numpy(r).tobytes() for r, _, _ in matched}
     assert len(distinct_views) >= 2, "the viewpoint must change"
-    # Frames one camera period apart are at most one sway step apart. A render that stalls the camera on a
-    # loaded machine skips steps (views are rendered when first shown): such gaps are not judged.
+    # Frames stamped one camera period apart are at most one sway step apart: a frame is stamped at the moment
+    # its view shows, before a first render of it. A render that stalls the camera on a loaded machine skips
+    # steps (views are rendered when first shown), and the stamps show the gap: such gaps are not judged.
     frames = sorted((stamp_to_ns(r.header.stamp) * 1e-9, image_to_numpy(d)) for r, d, _ in matched)
     close = [np.mean(np.abs(a - b) < 0.05) for (t_a, a), (t_b, b) in zip(frames, frames[1:]) if t_b - t_a < 0.15]
     assert len(close) >= 5, f"too few frames one period apart: {[t for t, _ in frames]}"
