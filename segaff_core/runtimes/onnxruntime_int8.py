@@ -6,9 +6,9 @@ the CPU execution provider fuses into integer kernels): per-channel symmetric in
 checkpoint the worst of 8 rendered frames lost its whole mask against PyTorch fp32, IoU 0.00 instead of
 0.66), asymmetric uint8 activations, ranges from the calibration frames' minima and maxima (the
 percentile calibrator failed here: it stacks every frame's tensors, and the instructions' word counts
-differ; the entropy one collects the same histograms). On the shipped checkpoint at 160 x 160, 32 synthetic calibration frames, worst of 8 rendered
-frames against PyTorch fp32 (one run, this 2-core AVX2 CPU): mask IoU 0.66, axis 3.1 deg, point 7.4 px;
-NNCF's OpenVINO int8 in the same run 0.59, 2.9 deg, 5.2 px. ``auto`` tries OpenVINO first; ONNX Runtime's
+differ; the entropy one collects the same histograms). On the shipped checkpoint at 160 x 160, 32 synthetic
+calibration frames, worst of 8 rendered frames against PyTorch fp32 (one run, this 2-core AVX2 CPU): mask
+IoU 0.66, axis 3.1 deg, point 7.4 px; NNCF's OpenVINO int8 in the same run 0.59, 2.9 deg, 5.2 px. ``auto`` tries OpenVINO first; ONNX Runtime's
 int8 serves CPUs where OpenVINO is absent, and is verified against PyTorch fp32 like every engine.
 Quantising only the convolutions (worst IoU 0.50), or with 128 calibration frames (0.69), or with a moving
 average of the ranges (0.68), was no better.
@@ -29,14 +29,12 @@ from typing import Any, Optional
 
 import numpy as np
 
+from segaff_core.runtimes.openvino_int8 import LAST_CONVOLUTIONS_PREFIX
+
 log = logging.getLogger(__name__)
 
 QUANTIZATION_SCHEME = 1
 """Version of what :func:`quantize` does (options, excluded nodes), part of the int8 engines' cache key."""
-
-LAST_CONVOLUTIONS_PREFIX = "/projector/Conv"
-"""Name prefix of the projector's last convolutions: the ONNX export names nodes by module path."""
-
 
 def nodes_after_last_convolutions(graph: Any) -> list[str]:
     """Names of the projector's last convolutions in ``graph`` (an ``onnx.GraphProto``) and of every node
