@@ -3,13 +3,13 @@
 ``onnxruntime.quantization.quantize_static`` in the QDQ format (QuantizeLinear / DequantizeLinear pairs that
 the CPU execution provider fuses into integer kernels): per-channel symmetric int8 weights in 7 bits
 (``reduce_range``: without it the u8 x s8 products of a CPU without VNNI saturate, and on the shipped
-checkpoint the worst of 8 rendered frames lost its whole mask against PyTorch fp32, IoU 0.00 instead of
-0.66), asymmetric uint8 activations, ranges from the calibration frames' minima and maxima (the
-percentile calibrator failed here: it stacks every frame's tensors, and the instructions' word counts
-differ; the entropy one collects the same histograms). On the shipped checkpoint at 160 x 160, 32 synthetic
-calibration frames, worst of 8 rendered frames against PyTorch fp32 (one run, this 2-core AVX2 CPU): mask
-IoU 0.66, axis 3.1 deg, point 7.4 px; NNCF's OpenVINO int8 in the same run 0.59, 2.9 deg, 5.2 px. ``auto``
-tries OpenVINO first; ONNX Runtime's int8 serves CPUs where OpenVINO is absent, and is verified against PyTorch fp32 like every engine.
+checkpoint the worst of 8 rendered frames lost its whole mask against PyTorch fp32, IoU 0.00 instead of 0.66),
+asymmetric uint8 activations, ranges from the calibration frames' minima and maxima (the percentile calibrator
+failed here: it stacks every frame's tensors, and the instructions' word counts differ; the entropy one
+collects the same histograms). On the shipped checkpoint at 160 x 160, 32 synthetic calibration frames, worst
+of 8 rendered frames against PyTorch fp32 (one run, this 2-core AVX2 CPU): mask IoU 0.66, axis 3.1 deg, point
+7.4 px; NNCF's OpenVINO int8 in the same run 0.59, 2.9 deg, 5.2 px. ``auto`` tries OpenVINO first; ONNX
+Runtime's int8 serves CPUs where OpenVINO is absent, and is verified against PyTorch fp32 like every engine.
 Quantising only the convolutions (worst IoU 0.50), or with 128 calibration frames (0.69), or with a moving
 average of the ranges (0.68), was no better.
 
