@@ -4,7 +4,7 @@
                    (--intrinsics fx,fy,cx,cy | --camera-info CAMERA.yaml) [--checkpoint C] [--out DIR]
                    [--backend B] [--precision P [--calibration DIR|synthetic]] [--cache-dir D]
     segaff synth --format {opd,sf3d} --out DIR --num N --seed S [--size WxH] [--workers W]
-                 [--styles {train,heldout,classic}] [--sensor-faults 0-4[,0-4...]]
+                 [--styles {train,heldout,classic}[,...]] [--sensor-faults 0-4[,0-4...]]
     segaff slim --checkpoint C --out C_SLIM
     segaff export --onnx OUT.onnx [--checkpoint C] [--input-size WxH] [--text "open the drawer"]
     segaff build-engine --backend B [--checkpoint C] [--size WxH] [--precision P] [--cache-dir D] [--device D]
@@ -258,10 +258,11 @@ def _add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--size", metavar="WxH", help="image size (default: generate_dataset's, 256x256)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (default: %(default)s)")
-    parser.add_argument("--styles", choices=("train", "heldout", "classic"), default="train",
+    parser.add_argument("--styles", type=_styles, default=("train",), metavar="{train,heldout,classic}",
                         help="the world drawn: train, held-out furniture families, finishes and handles that "
-                        "train never draws, or classic, the world the shipped checkpoint was trained and scored "
-                        "on (default: %(default)s; see docs/TRAINING.md)")
+                        "train never draws, or classic, the world the stage-1 and -2 checkpoints were trained "
+                        "and scored on; a comma-separated list (classic,train) gives the scenes those worlds in "
+                        "turn (default: train; see docs/TRAINING.md)")
     parser.add_argument("--sensor-faults", type=_severities, default=(0,), metavar="0-4",
                         help="depth sensor fault severity, 0 = perfect depth; a comma-separated list (0,0,1,2,3,4) "
                         "gives the scenes those severities in turn (default: 0)")
@@ -275,6 +276,17 @@ def _severities(text: str) -> tuple[int, ...]:
         return scene_severities([int(part) for part in text.split(",")])
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a severity 0-4 or a comma-separated list of them, got {text!r}")
+
+
+def _styles(text: str) -> tuple[str, ...]:
+    """``--styles``: one world, or a comma-separated list of them."""
+    from segaff_core.synth.generate import scene_styles
+
+    try:
+        return scene_styles(text.split(","))  # type: ignore[arg-type]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected train, heldout or classic, or a comma-separated list of them, "
+                                         f"got {text!r}")
 
 
 def _run_synth(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ and depth sensor faults; every option deterministic, and the CLI flags."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -250,4 +251,21 @@ def test_listed_severities_are_taken_by_the_scenes_in_turn(tmp_path: Path) -> No
     for wrong in ("1,7", "", "2,x"):
         with pytest.raises(SystemExit) as exit_info:
             main([*base, "--sensor-faults", wrong, "--out", str(tmp_path / "wrong")])
+        assert exit_info.value.code == 2
+
+
+def test_listed_styles_are_taken_by_the_scenes_in_turn(tmp_path: Path) -> None:
+    """``--styles classic,train``: scene 0 is drawn from the classic world, scene 1 from train's, byte for byte."""
+    from segaff_core.data.sf3d_format import METADATA_KEY, read_raw
+
+    base = ["synth", "--format", "sf3d", "--num", "10", "--seed", "4", "--size", "64x48"]
+    for name, styles in (("mixed", "classic,train"), ("classic", "classic"), ("train", "train")):
+        assert main([*base, "--styles", styles, "--out", str(tmp_path / name)]) == 0
+    mixed, classic, train = (_digest(tmp_path / name) for name in ("mixed", "classic", "train"))
+    assert mixed["images/000000_00.png"] == classic["images/000000_00.png"] != train["images/000000_00.png"]
+    assert mixed["images/000001_00.png"] == train["images/000001_00.png"] != classic["images/000001_00.png"]
+    assert json.loads(read_raw(tmp_path / "mixed" / "data.lmdb", METADATA_KEY))["styles"] == ["classic", "train"]
+    for wrong in ("classic,kitchen", "", "train,"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, "--styles", wrong, "--out", str(tmp_path / "wrong")])
         assert exit_info.value.code == 2

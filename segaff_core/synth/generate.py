@@ -2,10 +2,10 @@
 
 Each scene is drawn from its own seed, derived from the data set seed and the scene index, and rendered
 from ``views_per_scene`` cameras; scenes are split 80/10/10 into train/valid/test, so a held-out scene is
-never seen in training. ``styles`` picks the world (:mod:`segaff_core.synth.styles`: ``train`` or
-``heldout``) and ``sensor_faults`` the depth sensor's severity (0 perfect to 4,
-:mod:`segaff_core.synth.sensor_faults`), or several severities that the scenes take in turn (a training set
-with every sensor in it). The output depends on the arguments other than ``workers`` only.
+never seen in training. ``styles`` picks the world (:mod:`segaff_core.synth.styles`: ``train``,
+``heldout`` or ``classic``) and ``sensor_faults`` the depth sensor's severity (0 perfect to 4,
+:mod:`segaff_core.synth.sensor_faults`); each may list several that the scenes take in turn (a training set
+with every sensor, or with more than one world, in it). The output depends on the arguments other than ``workers`` only.
 """
 from __future__ import annotations
 
@@ -73,6 +73,16 @@ def scene_severities(sensor_faults: Union[int, Sequence[int]]) -> tuple[int, ...
     return severities
 
 
+def scene_styles(styles: Union[StyleName, Sequence[StyleName]]) -> tuple[StyleName, ...]:
+    """The worlds the scenes take in turn (scene ``i`` has ``styles[i % len]``): one, or several listed."""
+    names = (styles,) if isinstance(styles, str) else tuple(styles)
+    if not names:
+        raise ValueError("styles must name a style or a non-empty list of them")
+    for name in names:
+        style_named(name)
+    return names
+
+
 def assign_splits(num_scenes: int, seed: int) -> list[str]:
     """The split of each scene: 10% valid and 10% test (at least one each from three scenes), the rest train."""
     n_valid = max(1, round(VALID_FRACTION * num_scenes)) if num_scenes >= 3 else 0
@@ -116,16 +126,16 @@ def generate_dataset(
     image_size: tuple[int, int] = (256, 256),
     workers: int = 1,
     views_per_scene: int = 5,
-    styles: StyleName = "train",
+    styles: Union[StyleName, Sequence[StyleName]] = "train",
     sensor_faults: Union[int, Sequence[int]] = 0,
 ) -> GenerationSummary:
-    """Render ``num_images`` views (``image_size`` = (H, W)) of procedural scenes of ``styles`` (``train``
-    or ``heldout``), with depth faults of severity ``sensor_faults`` (0-4; a list: scene ``i`` takes its
-    ``i % len``-th entry), into ``out`` in format ``fmt`` (``opd`` or ``sf3d``). ``out`` must be empty or
+    """Render ``num_images`` views (``image_size`` = (H, W)) of procedural scenes of ``styles`` (``train``,
+    ``heldout`` or ``classic``), with depth faults of severity ``sensor_faults`` (0-4); given a list, scene
+    ``i`` takes its ``i % len``-th entry. Written into ``out`` in format ``fmt`` (``opd`` or ``sf3d``). ``out`` must be empty or
     absent. The same arguments give the same bytes."""
     if fmt not in ("opd", "sf3d"):
         raise ValueError(f"unknown format {fmt!r}: expected 'opd' or 'sf3d'")
-    style_named(styles)
+    worlds = scene_styles(styles)
     severities = scene_severities(sensor_faults)
     if num_images < 1 or views_per_scene < 1 or workers < 1:
         raise ValueError(f"num_images, views_per_scene and workers must be >= 1, got {num_images}, "
@@ -139,7 +149,7 @@ def generate_dataset(
     threads = 1 if workers > 1 else 0
     tasks = [
         _SceneTask(i, scene_seed(seed, i), min(views_per_scene, num_images - i * views_per_scene), image_size, threads,
-                   styles, severities[i % len(severities)])
+                   worlds[i % len(worlds)], severities[i % len(severities)])
         for i in range(num_scenes)
     ]
     plan = {s: [(t.index, v) for t in tasks if splits[t.index] == s for v in range(t.views)] for s in SPLITS}
@@ -148,7 +158,8 @@ def generate_dataset(
         writer = OPDWriter(out, plan, image_size)
     else:
         writer = SF3DWriter(out, dict(enumerate(splits)),
-                            {"source": "segaff synth", "seed": seed, "num_images": num_images, "styles": styles,
+                            {"source": "segaff synth", "seed": seed, "num_images": num_images,
+                             "styles": worlds[0] if len(worlds) == 1 else list(worlds),
                              "sensor_faults": severities[0] if len(severities) == 1 else list(severities)})
     parts_per_split = {s: 0 for s in SPLITS}
     for task, samples in zip(tasks, _rendered(tasks, workers)):
