@@ -131,8 +131,8 @@ def generate_dataset(
 ) -> GenerationSummary:
     """Render ``num_images`` views (``image_size`` = (H, W)) of procedural scenes of ``styles`` (``train``,
     ``heldout`` or ``classic``), with depth faults of severity ``sensor_faults`` (0-4); given a list, scene
-    ``i`` takes its ``i % len``-th entry. Written into ``out`` in format ``fmt`` (``opd`` or ``sf3d``). ``out`` must be empty or
-    absent. The same arguments give the same bytes."""
+    ``i`` takes its ``i % len``-th entry. Written into ``out`` in format ``fmt`` (``opd`` or ``sf3d``);
+    ``out`` must be empty or absent. The same arguments give the same bytes."""
     if fmt not in ("opd", "sf3d"):
         raise ValueError(f"unknown format {fmt!r}: expected 'opd' or 'sf3d'")
     worlds = scene_styles(styles)
