@@ -43,5 +43,9 @@ if [ $# -gt 0 ]; then
 else
   # The whole suite in parallel worker processes (pytest-xdist), each with a ROS domain of its own; a module's
   # tests stay in one worker (its module fixtures are made once); the workers share one colcon workspace.
+  # The workers are the parallelism: each runs PyTorch's intra-op work on one OpenMP thread, since more
+  # threads than cores spin-wait against each other (a quarter of the CPU of the model tests on 2 cores).
+  # Nodes the tests start set their own threads (cpu_threads), as on a robot.
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
   run_pytest -n "${SEGAFF_TEST_WORKERS:-3}" --dist loadfile
 fi

@@ -2,6 +2,7 @@
 page faults (each one a page the kernel maps and zeroes again)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -36,8 +37,12 @@ FRAME_FAULTS = textwrap.dedent("""
 
 
 def _page_faults(mode: str) -> int:
-    run = subprocess.run([sys.executable, "-c", FRAME_FAULTS, mode], cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=60)
+    """Page faults of 20 frames in a fresh process (``mode``: default or tuned), without malloc settings from the
+    environment (GLIBC_TUNABLES, MALLOC_*): "default" is glibc's own."""
+    env = {name: value for name, value in os.environ.items()
+           if name != "GLIBC_TUNABLES" and not name.startswith("MALLOC_")}
+    run = subprocess.run([sys.executable, "-c", FRAME_FAULTS, mode], cwd=REPO_ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     return int(run.stdout)
 
