@@ -10,10 +10,13 @@ and reports ``SIG_DFL``: Lightning's signal connector does so at the end of ever
 
 :func:`report_stall` is the same for a hang: every thread's traceback when a step takes too long (the node's
 clean-up after Ctrl-C, which ``ros2 launch`` otherwise ends with SIGTERM and no word of where it hung).
+:func:`dump_stacks_on_signal` answers ``kill -USR1 PID`` with every thread's traceback, the process going on:
+where a running node that stopped answering is waiting.
 """
 from __future__ import annotations
 
 import faulthandler
+import signal
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Optional, TextIO
@@ -32,6 +35,14 @@ def enable_crash_tracebacks() -> None:
         return
     faulthandler.disable()
     faulthandler.enable(file=stream, all_threads=True)
+
+
+def dump_stacks_on_signal(signum: int = signal.SIGUSR1) -> None:
+    """On ``signum`` (SIGUSR1: ``kill -USR1 PID``), write every thread's traceback to stderr and go on. Written by
+    faulthandler's C handler, so it answers while a thread holds the GIL in native code."""
+    stream = _stderr()
+    if stream is not None:
+        faulthandler.register(signum, file=stream, all_threads=True, chain=False)
 
 
 @contextmanager

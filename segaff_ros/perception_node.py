@@ -37,7 +37,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
-from segaff_core.crash_reports import enable_crash_tracebacks, report_stall
+from segaff_core.crash_reports import dump_stacks_on_signal, enable_crash_tracebacks, report_stall
 from segaff_core.inference import AffordancePrediction, Predictor
 from segaff_msgs.srv import Query
 from segaff_ros import conversions, node_parameters
@@ -445,6 +445,7 @@ class PerceptionNode(LifecycleNode):
 def main(args: Optional[list[str]] = None) -> int:
     """Run the node until Ctrl-C or shutdown."""
     enable_crash_tracebacks()
+    dump_stacks_on_signal()  # `kill -USR1 PID`: where each thread is, when the node stops answering
     keep_frame_buffers_mapped()  # frame-sized buffers reused, not mapped and zeroed again each frame
     rclpy.init(args=args)
     node: Optional[PerceptionNode] = None

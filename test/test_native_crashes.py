@@ -83,3 +83,30 @@ def test_a_native_crash_after_training_prints_a_traceback(tmp_path: Path) -> Non
     """
     completed = run_script(script, str(tmp_path / "data"), str(tmp_path / "run"))
     assert_traceback_printed(completed, "crash_after_the_fit")
+
+
+def test_sigusr1_dumps_every_threads_stack_and_the_process_goes_on() -> None:
+    """What a user does to a node that stopped answering (docs/ROBOT.md): ``kill -USR1 PID``."""
+    completed = run_script("""
+        import os, signal, threading
+        from segaff_core.crash_reports import dump_stacks_on_signal
+
+        dump_stacks_on_signal()
+        waiting, release = threading.Event(), threading.Event()
+
+        def worker_waiting_for_a_frame():
+            waiting.set()
+            release.wait(30.0)
+
+        worker = threading.Thread(target=worker_waiting_for_a_frame)
+        worker.start()
+        waiting.wait(30.0)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        release.set()
+        worker.join()
+        print("went on")
+    """, timeout_s=60.0)
+    assert completed.returncode == 0, f"exit {completed.returncode}\n{completed.stderr[-3000:]}"
+    assert completed.stdout.strip() == "went on"
+    assert "worker_waiting_for_a_frame" in completed.stderr, completed.stderr
+    assert "Current thread 0x" in completed.stderr, completed.stderr  # the main thread's too

@@ -99,7 +99,7 @@ def test_the_launch_arguments_reach_the_node(running: Running) -> None:
     params_file (the 64 x 64 input) and the own synchroniser, read back from the node and its log."""
     result = running.workspace.run(f"ros2 topic echo --once {NODE}/result {RESULT_TYPE}", timeout_s=90.0,
                                    retry_s=0.0)
-    assert result.returncode == 0, f"{result}\n--- launch:\n{running.launch}"
+    assert result.returncode == 0, f"{result}\n--- launch:\n{running.launch.with_stacks()}"
     message = echoed_message(result.output)
     assert message["instruction"] == "pull the left door open"
     assert message["header"]["frame_id"] == BASE_FRAME  # target_frame, through the camera's static transform
@@ -122,7 +122,8 @@ def test_cleanup_frees_the_model_so_model_parameters_can_change(running: Running
     refused = node.param("set input_height 96").output
     assert "Setting parameter failed" in refused and "configure" in refused, refused
     for transition in ("deactivate", "cleanup"):
-        assert "Transitioning successful" in node.lifecycle(transition).output
+        changed = node.lifecycle(transition)
+        assert "Transitioning successful" in changed.output, f"{changed}\n--- launch:\n{running.launch.with_stacks()}"
     assert running.node.lifecycle_state() == "unconfigured"
     assert "Set parameter successful" in node.param("set input_height 96").output
     assert "Transitioning successful" in node.lifecycle("shutdown").output

@@ -186,8 +186,33 @@ class BackgroundCommand:
             self._log.close()
         return self.returncode
 
+    def with_stacks(self, process_name: str = "perception_node") -> str:
+        """This command's output after its processes named ``process_name`` were asked for every thread's
+        traceback (``kill -USR1``, as docs/ROBOT.md tells a user): where a node that stopped answering waits."""
+        for pid in _processes_in_group(self.popen.pid):
+            try:
+                if process_name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                    os.kill(pid, signal.SIGUSR1)
+            except OSError:  # ended meanwhile
+                continue
+        time.sleep(1.0)
+        return str(self)
+
     def __str__(self) -> str:
         return f"$ {self.command}\n{self.output()[-6000:]}"
+
+
+def _processes_in_group(group: int) -> list[int]:
+    """The processes of process group ``group`` (Linux: read from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == group:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
 
 
 # ---- the workspace ---------------------------------------------------------------------------------
