@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
@@ -23,6 +23,7 @@ from std_msgs.msg import String
 
 from segaff_msgs.msg import AffordanceResult
 from segaff_ros.frame_memory import keep_frame_buffers_mapped
+from segaff_ros.spinning import spin_until_shutdown
 
 _INPUTS = (("rgb/image", Image), ("depth/image", Image), ("rgb/camera_info", CameraInfo))
 
@@ -62,9 +63,7 @@ def main() -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(executor)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

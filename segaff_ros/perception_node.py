@@ -31,7 +31,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy  # RCLError, as rclpy itself imports it
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
@@ -53,6 +52,7 @@ from segaff_ros.off_executor import in_thread
 from segaff_ros.outputs import FrameOutput, OutputPublishers, to_output_frame
 from segaff_ros.perceive_action import PerceiveServer
 from segaff_ros.publishing import publish_or_warn
+from segaff_ros.spinning import spin_until_shutdown
 from segaff_ros.target_frame import TargetFrameResolver, TransformUnavailable
 
 NODE_NAME = "segaff_perception"
@@ -454,13 +454,9 @@ def main(args: Optional[list[str]] = None) -> int:
         node = PerceptionNode()
         node.autostart()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_shutdown(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while the model loads
         pass
-    except _rclpy.RCLError:
-        if rclpy.ok():
-            raise
-        # Ctrl-C shut the context down while the executor was building its next wait set: a normal stop.
     finally:
         # A terminal's Ctrl-C reaches the node twice under `ros2 launch` (the process group's SIGINT, then the
         # one launch forwards): the second must not interrupt the clean-up half-way.

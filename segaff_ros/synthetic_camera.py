@@ -29,7 +29,7 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile
@@ -42,6 +42,7 @@ from segaff_core.synth.camera import Orbit
 from segaff_core.synth.sample import SceneSample, SceneViews, find_scene, scene_views
 from segaff_ros import conversions
 from segaff_ros.publishing import publish_or_warn
+from segaff_ros.spinning import spin_until_shutdown
 from segaff_ros.frame_memory import keep_frame_buffers_mapped
 from segaff_ros.static_transform import StaticTransformPublisher, optical_frame_rotation, transform_msg
 
@@ -221,16 +222,19 @@ def main(args: Optional[list[str]] = None) -> int:
     enable_crash_tracebacks()
     keep_frame_buffers_mapped()  # frame-sized buffers reused, not mapped and zeroed again each frame
     rclpy.init(args=args)
+    executor = SingleThreadedExecutor()  # before a Ctrl-C during the first render can shut the context down
     try:
         node = SyntheticCamera()
+    except KeyboardInterrupt:  # Ctrl-C during the first render: a normal stop
+        rclpy.try_shutdown()
+        return 0
     except (ValueError, RuntimeError, ParameterException) as error:  # bad parameter, unrenderable scene
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {error}")
         rclpy.try_shutdown()
         return 1
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(executor)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

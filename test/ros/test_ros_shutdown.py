@@ -1,5 +1,6 @@
-"""The perception node's ``main``: a Ctrl-C that shuts the ROS context down while the executor builds its
-next wait set is a normal stop (exit 0, the node destroyed); the same error with the context alive is not."""
+"""The ``main`` of the perception node and of the synthetic camera: a Ctrl-C that shuts the ROS context down
+while the executor builds its next wait set is a normal stop (exit 0, the node destroyed); the same error with
+the context alive is not."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,7 +14,7 @@ import rclpy  # noqa: E402
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
-from segaff_ros import perception_node  # noqa: E402
+from segaff_ros import perception_node, synthetic_camera  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -48,20 +49,28 @@ def _executor_failing_on_spin(shut_down_first: bool) -> type:
     return Executor
 
 
-def test_ctrl_c_racing_the_wait_set_is_a_normal_stop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(perception_node, "PerceptionNode", _StubNode)
-    monkeypatch.setattr(perception_node, "SingleThreadedExecutor", _executor_failing_on_spin(shut_down_first=True))
+MAINS = {"perception_node": (perception_node, "PerceptionNode"),
+         "synthetic_camera": (synthetic_camera, "SyntheticCamera")}
+
+
+@pytest.mark.parametrize("process", sorted(MAINS))
+def test_ctrl_c_racing_the_wait_set_is_a_normal_stop(process: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module, node_class = MAINS[process]
+    monkeypatch.setattr(module, node_class, _StubNode)
+    monkeypatch.setattr(module, "SingleThreadedExecutor", _executor_failing_on_spin(shut_down_first=True))
     _StubNode.destroyed = 0
-    assert perception_node.main([]) == 0
+    assert module.main([]) == 0
     assert _StubNode.destroyed >= 1 and not rclpy.ok()  # (rclpy.shutdown destroys its nodes too)
 
 
-def test_the_same_error_with_the_context_alive_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(perception_node, "PerceptionNode", _StubNode)
-    monkeypatch.setattr(perception_node, "SingleThreadedExecutor", _executor_failing_on_spin(shut_down_first=False))
+@pytest.mark.parametrize("process", sorted(MAINS))
+def test_the_same_error_with_the_context_alive_is_raised(process: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module, node_class = MAINS[process]
+    monkeypatch.setattr(module, node_class, _StubNode)
+    monkeypatch.setattr(module, "SingleThreadedExecutor", _executor_failing_on_spin(shut_down_first=False))
     _StubNode.destroyed = 0
     with pytest.raises(_rclpy.RCLError, match="wait set"):
-        perception_node.main([])
+        module.main([])
     assert _StubNode.destroyed >= 1 and not rclpy.ok()  # still cleaned up
 
 
@@ -79,3 +88,16 @@ def test_ctrl_c_while_the_model_loads_is_a_normal_stop(monkeypatch: pytest.Monke
     _StubNode.destroyed = 0
     assert perception_node.main([]) == 0
     assert _StubNode.destroyed >= 1 and not rclpy.ok()
+
+
+class _StubCameraInterruptedWhileRendering(_StubNode):
+    def __init__(self) -> None:
+        super().__init__()
+        rclpy.shutdown()  # what the SIGINT handler does during the first render, before it raises
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_the_cameras_first_render_is_a_normal_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synthetic_camera, "SyntheticCamera", _StubCameraInterruptedWhileRendering)
+    assert synthetic_camera.main([]) == 0
+    assert not rclpy.ok()
