@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 QUANTIZATION_SCHEME = 1
 """Version of what :func:`quantize` does (options, excluded nodes), part of the int8 engines' cache key."""
 
+
 def nodes_after_last_convolutions(graph: Any) -> list[str]:
     """Names of the projector's last convolutions in ``graph`` (an ``onnx.GraphProto``) and of every node
     downstream of them. ValueError when the graph has none."""
