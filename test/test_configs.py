@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import io
 import re
 import sys
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 import pytest
 import yaml
+
+from fit_script import load_fit_script
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = re.compile(r"train/fit\.py (fit|validate|test) ((?:--config \S+\s*)+)")
@@ -26,13 +26,6 @@ def documented_commands() -> list[tuple[str, list[str]]]:
             configs = re.findall(r"--config (\S+)", match.group(2))
             commands.append((match.group(1), configs))
     return commands
-
-
-def fit_script() -> Any:
-    spec = importlib.util.spec_from_file_location("segaff_train_fit", REPO / "train" / "fit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_training_config_has_a_documented_command() -> None:
@@ -50,7 +43,7 @@ def test_documented_command_parses(subcommand: str, configs: list[str]) -> None:
     printed = io.StringIO()
     with mock.patch.object(sys, "argv", sys.argv[:1]), contextlib.redirect_stdout(printed), \
             pytest.raises(SystemExit) as exit_info:
-        fit_script().main([*arguments, "--print_config"])
+        load_fit_script().main([*arguments, "--print_config"])
     assert exit_info.value.code in (0, None), printed.getvalue()[-2000:]
     parsed = yaml.safe_load(printed.getvalue())
     assert parsed["model"]["model_params"]["fpn_in"], "no model parameters in the parsed config"
@@ -67,7 +60,7 @@ def test_the_shipped_checkpoint_config_builds_its_architecture() -> None:
     arguments = ["fit", "--config", str(REPO / "config" / "synthetic_train.yaml"),
                  "--config", str(REPO / "config" / "synthetic_default.yaml"), "--print_config"]
     with mock.patch.object(sys, "argv", sys.argv[:1]), contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
-        fit_script().main(arguments)
+        load_fit_script().main(arguments)
     parsed = yaml.safe_load(printed.getvalue())["model"]
     checkpoint = read_checkpoint(find_default_checkpoint())
     assert parsed["model_params"] == dataclasses.asdict(model_params_from_checkpoint(checkpoint))

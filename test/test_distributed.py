@@ -1,8 +1,9 @@
 """Evaluation under DDP on the CPU (2 ranks, gloo): every metric, report and prediction equals one process's.
 
-The runs are ``train/fit.py`` as a user starts them (Lightning launches the second rank as a process of
-its own), with the shipped checkpoint on a tiny generated set whose sample counts are odd, so that the
-distributed sampler pads a rank's share with a repeated sample.
+The two-rank runs are ``train/fit.py`` as a user starts them (Lightning launches the second rank as a process
+of its own); the one-process references run its ``main`` in the test process (one interpreter start less
+each), on one thread as every rank does. All use the shipped checkpoint on a tiny generated set whose sample
+counts are odd, so that the distributed sampler pads a rank's share with a repeated sample.
 """
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segaff_core.checkpoint import DEFAULT_CHECKPOINT
 from segaff_core.data import SF3DDataset
 from segaff_core.distributed import gather_unique
 from segaff_core.synth import generate_dataset
+from fit_script import load_fit_script
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -36,23 +40,35 @@ def odd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_fit(subcommand: str, root: Path, run_dir: Path, devices: int, *extra: str) -> None:
-    """``train/fit.py SUBCOMMAND`` on ``root`` with ``devices`` CPU processes: the shipped checkpoint with
-    the test config, or for ``fit`` the synthetic training config."""
+    """``train/fit.py SUBCOMMAND`` on ``root`` with ``devices`` CPU processes (one: in this process): the
+    shipped checkpoint with the test config, or for ``fit`` the synthetic training config."""
     if subcommand == "fit":
-        model = ["--config", "config/synthetic_train.yaml"]
+        model = ["--config", str(REPO / "config" / "synthetic_train.yaml")]
     else:
-        model = ["--config", "config/synthetic_test.yaml", f"--ckpt_path={DEFAULT_CHECKPOINT}"]
-    command = [
-        sys.executable, "train/fit.py", subcommand, *model, f"--data.init_args.root={root}",
-        "--data.init_args.input_size=[160, 160]", "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
-        f"--trainer.default_root_dir={run_dir}", "--trainer.accelerator=cpu", f"--trainer.devices={devices}",
-        "--trainer.enable_progress_bar=false", *extra,
+        model = ["--config", str(REPO / "config" / "synthetic_test.yaml"), f"--ckpt_path={DEFAULT_CHECKPOINT}"]
+    arguments = [
+        subcommand, *model, f"--data.init_args.root={root}", "--data.init_args.input_size=[160, 160]",
+        "--data.init_args.batch_size=2", "--data.init_args.num_workers=0", f"--trainer.default_root_dir={run_dir}",
+        "--trainer.accelerator=cpu", f"--trainer.devices={devices}", "--trainer.enable_progress_bar=false", *extra,
     ]
-    if devices > 1:
-        command.append("--trainer.strategy=ddp")
+    if devices == 1:
+        run_in_this_process(arguments)
+        return
+    command = [sys.executable, "train/fit.py", *arguments, "--trainer.strategy=ddp"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, f"{' '.join(command)} failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-5000:]}"
+
+
+def run_in_this_process(arguments: list[str]) -> None:
+    """``train/fit.py ARGUMENTS`` through its ``main``, on one thread as the ranks run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with mock.patch.object(sys, "argv", ["train/fit.py"]):
+            load_fit_script().main(arguments)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def report(run_dir: Path, name: str) -> dict[str, float]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import sys
@@ -26,6 +25,7 @@ from segaff_core.lightning_module import MAX_NONFINITE_STEPS, SegAffordanceModul
 from segaff_core.losses import compute_losses
 from segaff_core.model import build_model
 from segaff_core.synth import generate_dataset
+from fit_script import load_fit_script
 
 REPO = Path(__file__).resolve().parents[1]
 FROZEN = ("backbone", "depth_encoder", "neck")
@@ -37,14 +37,7 @@ CLI_DATA_ARGS = [
 ]
 
 
-def _load_fit_script() -> Any:
-    spec = importlib.util.spec_from_file_location("segaff_train_fit", REPO / "train" / "fit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fit_script = _load_fit_script()
+fit_script = load_fit_script()
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,10 @@ _DISCOVERY_RETRY_S = 90.0
 NO_DAEMON = "--no-daemon --spin-time 2"
 _MAX_SPIN_TIME_S = 8.0
 _SPIN_TIME = re.compile(r"--spin-time (\d+(?:\.\d+)?)")
-#: ``ros2 param``'s options: NO_DAEMON, and a longer wait for the node's parameter services (1 s by default).
-PARAM_OPTIONS = f"{NO_DAEMON} --timeout 10"
+#: ``ros2 param``'s options: no daemon either, but its verbs wait for the node themselves (``--timeout``: 1 s by
+#: default, polling the graph) before a second participant calls its services (waiting 5 s for them), so they
+#: keep ros2cli's 0.5 s ``--spin-time``: each participant spins it, 2 s was 3 s more per command for nothing.
+PARAM_OPTIONS = "--no-daemon --timeout 10"
 
 
 @dataclass(frozen=True)
