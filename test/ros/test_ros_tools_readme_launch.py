@@ -27,9 +27,7 @@ NODE = "/segaff_perception"
 WIDTH, HEIGHT = 160, 120
 OPTICAL_FRAME = "camera_color_optical_frame"  # the synthetic camera's default, as a RealSense names it
 INSTRUCTION = "open the top drawer"
-#: Enough for every check: the node and the camera run for the whole module on 2 cores that the other tests
-#: share, and each frame costs the node a full model run (5 Hz was a fifth of a core for minutes).
-CAMERA_RATE_HZ = 2.0
+CAMERA_RATE_HZ = 5.0  # enough for every check; the node and the camera run for the whole module on 2 shared cores
 CAMERA = ("ros2 run segaff_ros synthetic_camera --ros-args -r __ns:=/camera -r rgb/image:=color/image_raw "
           "-r depth/image:=aligned_depth_to_color/image_raw -r rgb/camera_info:=color/camera_info "
           f"-p width:={WIDTH} -p height:={HEIGHT} -p orbit_amplitude_deg:=0.0 -p rate_hz:={CAMERA_RATE_HZ}")
@@ -70,7 +68,7 @@ class Running:
                                         retry_s=0.0)
             if result.returncode == 0:
                 return echoed_message(result.output)
-        raise AssertionError(f"{result}\n--- launch:\n{self.launch.with_stacks()}")
+        raise AssertionError(f"{result}\n--- launch:\n{self.launch.with_stacks()}\n--- camera:\n{self.camera.status()}")
 
     def param_set(self, name: str, value: str) -> str:
         return self.node.param(f"set {name} {value}").output
