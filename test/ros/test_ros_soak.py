@@ -23,7 +23,7 @@ RATE_HZ = 30.0
 MAX_RSS_GROWTH_MB = 50.0
 
 
-def test_one_minute_soak_keeps_memory_latency_and_output_steady(small_checkpoint: Path, tmp_path: Path) -> None:
+def test_soak_keeps_memory_latency_and_output_steady(small_checkpoint: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "soak.json"
     command = [
         sys.executable, str(REPO_ROOT / "bench" / "soak.py"), "--checkpoint", str(small_checkpoint),
