@@ -68,7 +68,7 @@ class Running:
                                         retry_s=0.0)
             if result.returncode == 0:
                 return echoed_message(result.output)
-        raise AssertionError(f"{result}\n--- launch:\n{self.launch.with_stacks()}\n--- camera:\n{self.camera.status()}")
+        raise AssertionError(f"{result}\n--- launch:\n{self.launch.with_stacks()}\n--- camera:\n{self.camera}")
 
     def param_set(self, name: str, value: str) -> str:
         return self.node.param(f"set {name} {value}").output

@@ -200,13 +200,10 @@ class BackgroundCommand:
         time.sleep(1.0)
         return str(self)
 
-    def status(self) -> str:
+    def __str__(self) -> str:
         """This command, whether it still runs (else its exit code), and its output's end."""
         code = self.popen.poll()
         return f"$ {self.command}\n({'running' if code is None else f'exited {code}'})\n{self.output()[-6000:]}"
-
-    def __str__(self) -> str:
-        return f"$ {self.command}\n{self.output()[-6000:]}"
 
 
 def _processes_in_group(group: int) -> list[int]:
